@@ -1,0 +1,67 @@
+"""Hook specifications: the whole contract between the kernel and its plugins.
+
+Specs only. Each registration hook is called once for every plugin that implements it, with
+a `register` callback; the kernel validates each object it is given and rejects a name that
+two plugins register, naming both distributions. Implementations may accept fewer arguments
+than a spec lists, so new arguments can be added to a spec without breaking plugins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+from theta.diffs import DiffRenderer
+from theta.formats import CheckpointFormat
+from theta.merges import MergeStrategy
+from theta.updates import UpdateType
+
+hookspec = pluggy.HookspecMarker("theta")
+
+
+# ---- checkpoint formats ----------------------------------------------------------------
+
+
+@hookspec
+def theta_register_formats(register: Callable[[CheckpointFormat], None]) -> None:
+    """Register checkpoint formats: call `register(fmt)` once per `CheckpointFormat`.
+
+    Called once per plugin when the registry is built. The format's `name` must be unique
+    across all plugins.
+    """
+
+
+# ---- update types ----------------------------------------------------------------------
+
+
+@hookspec
+def theta_register_update_types(register: Callable[[UpdateType], None]) -> None:
+    """Register update types: call `register(update_type)` once per `UpdateType`.
+
+    Called once per plugin when the registry is built. Names are unique across plugins;
+    `dense` must exist (it is the fallback whenever no other type applies).
+    """
+
+
+# ---- diff renderers --------------------------------------------------------------------
+
+
+@hookspec
+def theta_register_diff_renderers(register: Callable[[DiffRenderer], None]) -> None:
+    """Register diff renderers: call `register(renderer)` once per `DiffRenderer`.
+
+    Called once per plugin when the registry is built; names are unique across plugins.
+    """
+
+
+# ---- merge strategies ------------------------------------------------------------------
+
+
+@hookspec
+def theta_register_merge_strategies(register: Callable[[MergeStrategy], None]) -> None:
+    """Register merge strategies: call `register(strategy)` once per `MergeStrategy`.
+
+    Called once per plugin when the registry is built; names are unique across plugins. A
+    merge policy file may name only strategies registered here.
+    """

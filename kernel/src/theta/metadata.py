@@ -1,0 +1,158 @@
+"""The metadata file: what git stores in place of a checkpoint (spec: specs/metadata/v1).
+
+A small, deterministic JSON document. For each parameter: dtype, shape, the sha256 of its
+bytes, and the steps that rebuild it: a dense step first, then updates, each naming the
+objects (Git LFS objects, by sha256 oid) that hold its arrays. Nothing refers to a commit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from attrs import field, frozen, validators
+
+from theta.errors import SpecError
+from theta.specfiles import make_converter, structure
+
+METADATA_VERSION = "theta.metadata/1"
+HASH_PREFIX = "sha256:"
+_OID = re.compile(r"^[0-9a-f]{64}$")
+_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+CODECS = ("raw", "zstd")
+
+
+def _oid(_: Any, attribute: Any, value: str) -> None:
+    if not _OID.match(value):
+        raise ValueError(f"{attribute.name} must be 64 lower-case hex digits, got {value!r}")
+
+
+def _hash(_: Any, attribute: Any, value: str) -> None:
+    if not _HASH.match(value):
+        raise ValueError(f"{attribute.name} must be 'sha256:' and 64 lower-case hex digits, got {value!r}")
+
+
+def _non_negative(_: Any, attribute: Any, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value}")
+
+
+@frozen(kw_only=True)
+class Blob:
+    """An object holding opaque bytes (a checkpoint's skeleton)."""
+
+    oid: str = field(validator=_oid)
+    size: int = field(validator=_non_negative)
+
+
+@frozen(kw_only=True)
+class ArrayObject:
+    """An object holding one array: its bytes, raw or compressed by `codec`."""
+
+    oid: str = field(validator=_oid)
+    size: int = field(validator=_non_negative)
+    dtype: str
+    shape: tuple[int, ...]
+    codec: str = field(default="raw", validator=validators.in_(CODECS))
+
+
+@frozen(kw_only=True)
+class Step:
+    """One link of a parameter's chain: an update and the hash of the tensor it yields."""
+
+    update: str
+    hash: str = field(validator=_hash)
+    objects: dict[str, ArrayObject] = field(factory=dict)
+    params: dict[str, Any] = field(factory=dict)
+
+
+@frozen(kw_only=True)
+class Parameter:
+    dtype: str
+    shape: tuple[int, ...]
+    hash: str = field(validator=_hash)
+    steps: tuple[Step, ...]
+
+    def __attrs_post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError("steps must not be empty")
+        if self.steps[-1].hash != self.hash:
+            raise ValueError("the last step's hash must equal the parameter's hash")
+
+    @property
+    def oids(self) -> list[str]:
+        return [obj.oid for step in self.steps for obj in step.objects.values()]
+
+
+@frozen(kw_only=True)
+class Metadata:
+    theta: str = field(validator=validators.in_((METADATA_VERSION,)))
+    format: str
+    skeleton: Blob | None = None
+    parameters: dict[str, Parameter] = field(factory=dict)
+
+    @property
+    def oids(self) -> list[str]:
+        """Every object this checkpoint needs, skeleton first, without repeats."""
+        seen: dict[str, None] = {}
+        if self.skeleton is not None:
+            seen[self.skeleton.oid] = None
+        for param in self.parameters.values():
+            for oid in param.oids:
+                seen[oid] = None
+        return list(seen)
+
+
+_converter = make_converter()
+
+
+def looks_like_metadata(head: bytes) -> bool:
+    """True when `head` (a file's first bytes) starts a metadata file."""
+    return head.lstrip()[:1] == b"{" and b'"theta": "theta.metadata/' in head[:256]
+
+
+def loads(data: bytes, filename: str) -> Metadata:
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{filename}: not a Theta metadata file: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{filename}: not a Theta metadata file: expected a JSON object")
+    version = raw.get("theta")
+    if version != METADATA_VERSION:
+        raise SpecError(
+            f"{filename}: theta: metadata version {version!r} is not supported by this version of"
+            f" Theta (it reads {METADATA_VERSION!r}); upgrade theta-kernel"
+        )
+    return structure(_converter, raw, Metadata, filename)
+
+
+def dumps(metadata: Metadata) -> bytes:
+    """Deterministic serialisation: fixed key order, parameters in checkpoint order."""
+    raw = _converter.unstructure(metadata)
+    if raw["skeleton"] is None:
+        del raw["skeleton"]
+    for param in raw["parameters"].values():
+        param["shape"] = list(param["shape"])
+        for step in param["steps"]:
+            if not step["params"]:
+                del step["params"]
+            for obj in step["objects"].values():
+                obj["shape"] = list(obj["shape"])
+    return (_pretty(raw, "") + "\n").encode()
+
+
+def _pretty(value: Any, indent: str) -> str:
+    """JSON with nested objects spread over lines; flat objects and lists stay on one line."""
+    inner = indent + "  "
+    if isinstance(value, dict) and any(_nested(v) for v in value.values()):
+        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_pretty(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and any(_nested(v) for v in value):
+        return "[\n" + ",\n".join(inner + _pretty(v, inner) for v in value) + "\n" + indent + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _nested(value: Any) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and any(_nested(v) for v in value))

@@ -1,0 +1,53 @@
+"""What an update-type plugin implements.
+
+An update type encodes a tensor, given the previous version of that tensor (its base), into
+named arrays plus small JSON parameters; the kernel stores each array as one object and
+the parameters in the metadata file. Decoding must give back the exact bits: the kernel
+checks the decoded tensor's hash at commit time and at checkout, and falls back to a dense
+version when an encoding is not exact.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from attrs import field, frozen
+
+from theta.formats import TensorInfo
+from theta.tensors import Tensor
+
+
+@frozen(kw_only=True)
+class Update:
+    arrays: Mapping[str, Tensor] = field(factory=dict)
+    params: Mapping[str, Any] = field(factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values())
+
+
+class UpdateType(abc.ABC):
+    """An update type. Implement as a frozen attrs class and register an instance.
+
+    `needs_base` is False only for types that store the whole tensor (dense).
+    """
+
+    name: ClassVar[str]
+    needs_base: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def encode(
+        self, tensor: Tensor, base: Tensor | None, side_data: Mapping[str, Tensor] | None = None
+    ) -> Update | None:
+        """Encode `tensor` relative to `base`; None when this type cannot represent it.
+
+        `side_data` holds arrays the user supplied for this parameter (LoRA factors, IA3
+        scales) with `git theta add --update-data`.
+        """
+
+    @abc.abstractmethod
+    def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
+        """Rebuild the tensor of layout `info` from `update` and `base`."""
