@@ -159,7 +159,7 @@ class PluginManager:
             try:
                 plugin = ep.load()
                 self.register(plugin, name=ep.name, distribution=dist, version=version)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+            except Exception as exc:
                 self._records[ep.name] = PluginRecord(
                     name=ep.name, distribution=dist, version=version, error=f"{type(exc).__name__}: {exc}"
                 )

@@ -46,9 +46,7 @@ class GitRepo:
         self.env = env
 
     def run(self, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            list(args), cwd=self.path, env=self.env, input=input, capture_output=True
-        )
+        proc = subprocess.run(list(args), cwd=self.path, env=self.env, input=input, capture_output=True)
         result = subprocess.CompletedProcess(
             proc.args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         )
@@ -149,7 +147,9 @@ def repo(tmp_path: Path, git_env: dict[str, str], remote: Path) -> GitRepo:
 
 
 def clone(remote: Path, target: Path, env: dict[str, str], *args: str) -> GitRepo:
-    subprocess.run(["git", "clone", "-q", *args, remote.as_uri(), str(target)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "clone", "-q", *args, remote.as_uri(), str(target)], env=env, check=True, capture_output=True
+    )
     return GitRepo(target, env)
 
 

@@ -61,7 +61,9 @@ def _entry(name: str, info: Any, path: str) -> Entry:
         shape = tuple(int(d) for d in info["shape"])
         begin, end = (int(o) for o in info["data_offsets"])
     except (KeyError, TypeError, ValueError):
-        raise FormatError(f"{where}: header entry needs a known dtype, a shape and two data_offsets: {info!r}") from None
+        raise FormatError(
+            f"{where}: header entry needs a known dtype, a shape and two data_offsets: {info!r}"
+        ) from None
     numel = 1
     for d in shape:
         if d < 0:
@@ -85,7 +87,11 @@ def build_header(meta: dict[str, Any] | None, parameters: dict[str, TensorInfo])
         size = dtype(info.dtype).itemsize
         for d in info.shape:
             size *= d
-        header[name] = {"dtype": FROM_THETA[info.dtype], "shape": list(info.shape), "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": FROM_THETA[info.dtype],
+            "shape": list(info.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)

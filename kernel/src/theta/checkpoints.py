@@ -1,0 +1,176 @@
+"""Clean and smudge: a checkpoint becomes metadata plus objects, and back.
+
+This is the straight path a tensor follows from `git add` to its object: the format plugin
+reads the checkpoint, each tensor is hashed, an unchanged tensor reuses its previous entry,
+a changed one is encoded by the update type that stores it smallest (exactly), and the
+arrays land in the object store. Nothing here speaks git's protocol.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import BinaryIO
+
+from attrs import field, frozen
+
+from theta.errors import FormatError, ObjectMissing, ThetaError
+from theta.formats import CheckpointFormat, Layout, Source, TensorInfo
+from theta.metadata import HASH_PREFIX, METADATA_VERSION, Blob, Metadata, Parameter, Step
+from theta.objects import DENSE, PackedUpdate, ParameterStore
+from theta.plugins import Registry
+from theta.tensors import Tensor
+
+DEFAULT_CHAIN_CAP = 8
+
+Fetcher = Callable[[Sequence[tuple[str, int]], str], list[str]]
+
+
+@frozen(kw_only=True)
+class CleanSettings:
+    """How changed tensors are encoded: a forced update type, side data, the chain cap."""
+
+    update_type: str | None = None
+    side_data: Mapping[str, Mapping[str, Tensor]] = field(factory=dict)
+    chain_cap: int = DEFAULT_CHAIN_CAP
+    squash: bool = False
+
+
+def choose_format(registry: Registry, path: str, head: bytes, override: str | None) -> CheckpointFormat:
+    if override:
+        return registry.format(override)
+    formats = list(registry.formats.values())
+    lowered = path.lower()
+    by_extension = [f for f in formats if any(lowered.endswith(ext) for ext in f.extensions)]
+    for fmt in by_extension + [f for f in formats if f not in by_extension]:
+        if fmt.sniff(head):
+            return fmt
+    names = ", ".join(sorted(registry.formats)) or "none"
+    raise FormatError(
+        f"{path}: no installed checkpoint format recognizes this file (installed: {names}). If it is a"
+        " checkpoint, install the plugin for its format, or name the format with"
+        " `git theta track PATTERN --format NAME`; if it is not, stop tracking it with Theta in .gitattributes"
+    )
+
+
+class Cleaner:
+    def __init__(self, registry: Registry, params: ParameterStore) -> None:
+        self.registry = registry
+        self.params = params
+
+    def clean(
+        self, source: Source, fmt: CheckpointFormat, previous: Metadata | None, settings: CleanSettings
+    ) -> Metadata:
+        checkpoint = fmt.read(source)
+        skeleton = None
+        if checkpoint.skeleton:
+            oid, size = self.params.store.put(checkpoint.skeleton)
+            skeleton = Blob(oid=oid, size=size)
+        old = previous.parameters if previous is not None and previous.format == fmt.name else {}
+        parameters: dict[str, Parameter] = {}
+        for name, tensor in checkpoint.parameters:
+            if name in parameters:
+                raise FormatError(f"{source.path}: parameter {name!r} appears twice")
+            parameters[name] = self._parameter(source.path, name, tensor, old.get(name), settings)
+        return Metadata(theta=METADATA_VERSION, format=fmt.name, skeleton=skeleton, parameters=parameters)
+
+    def _parameter(
+        self, path: str, name: str, tensor: Tensor, previous: Parameter | None, settings: CleanSettings
+    ) -> Parameter:
+        tensor_hash = HASH_PREFIX + tensor.sha256()
+        same_layout = previous is not None and (previous.dtype, previous.shape) == (tensor.dtype, tensor.shape)
+        if previous is not None and same_layout and previous.hash == tensor_hash and not settings.squash:
+            return previous
+        steps: tuple[Step, ...] = ()
+        if previous is not None and same_layout and not settings.squash and len(previous.steps) < settings.chain_cap:
+            steps = self._incremental(path, name, tensor, tensor_hash, previous, settings)
+        if not steps:
+            steps = (self.params.dense_step(tensor, tensor_hash),)
+        return Parameter(dtype=tensor.dtype, shape=tensor.shape, hash=tensor_hash, steps=steps)
+
+    def _candidates(self, settings: CleanSettings) -> list[str]:
+        if settings.update_type is not None:
+            self.registry.update_type(settings.update_type)  # an unknown name is an error
+            return [] if settings.update_type == DENSE else [settings.update_type]
+        return [n for n, u in self.registry.update_types.items() if u.needs_base]
+
+    def _incremental(
+        self, path: str, name: str, tensor: Tensor, tensor_hash: str, previous: Parameter, settings: CleanSettings
+    ) -> tuple[Step, ...]:
+        candidates = self._candidates(settings)
+        if not candidates:
+            return ()
+        try:
+            base = self.params.load(previous, path, name)
+        except ThetaError as exc:
+            _warn(f"{exc}; storing {name!r} whole")
+            return ()
+        side_data = settings.side_data.get(name)
+        best: PackedUpdate | None = None
+        for update_name in candidates:
+            update_type = self.registry.update_type(update_name)
+            update = update_type.encode(tensor, base, side_data)
+            if update is None:
+                continue
+            packed = self.params.pack(update_name, update)
+            if packed.stored_size >= tensor.nbytes or (best is not None and packed.stored_size >= best.stored_size):
+                continue
+            decoded = update_type.decode(update, base, TensorInfo(dtype=tensor.dtype, shape=tensor.shape))
+            if HASH_PREFIX + decoded.sha256() != tensor_hash:
+                _warn(f"{path}: parameter {name!r}: update type {update_name!r} is not exact here; not used")
+                continue
+            best = packed
+        if best is None:
+            if settings.update_type is not None and settings.update_type != DENSE:
+                _warn(f"{path}: parameter {name!r}: update type {settings.update_type!r} does not apply; stored whole")
+            return ()
+        return (*previous.steps, self.params.save(best, tensor_hash))
+
+
+class Smudger:
+    def __init__(self, registry: Registry, params: ParameterStore, fetch: Fetcher | None) -> None:
+        self.registry = registry
+        self.params = params
+        self.fetch = fetch
+
+    def ensure_objects(self, metadata: Metadata, path: str) -> None:
+        """Fetch whatever the checkpoint needs that the local store lacks; name what cannot be had."""
+        store = self.params.store
+        needed: dict[str, tuple[int, str]] = {}
+        if metadata.skeleton is not None:
+            needed[metadata.skeleton.oid] = (metadata.skeleton.size, "(skeleton)")
+        for name, param in metadata.parameters.items():
+            for step in param.steps:
+                for record in step.objects.values():
+                    needed.setdefault(record.oid, (record.size, name))
+        missing = [(oid, size) for oid, (size, _) in needed.items() if not store.has(oid)]
+        if missing and self.fetch is not None:
+            self.fetch(missing, path)
+            missing = [(oid, size) for oid, size in missing if not store.has(oid)]
+        if missing:
+            oid = missing[0][0]
+            owner = needed[oid][1]
+            what = "its skeleton" if owner == "(skeleton)" else f"parameter {owner!r}"
+            raise ObjectMissing(
+                oid,
+                f"{path}: {len(missing)} object(s) missing, e.g. {oid} of {what}; it is neither in the"
+                " local store nor on the remote (was it pushed? is the remote reachable?). The file"
+                " was not written.",
+            )
+
+    def smudge(self, metadata: Metadata, path: str, sink: BinaryIO) -> None:
+        fmt = self.registry.format(metadata.format)
+        self.ensure_objects(metadata, path)
+        skeleton = b""
+        if metadata.skeleton is not None:
+            skeleton = self.params.store.read(metadata.skeleton.oid, metadata.skeleton.size)
+        layout = Layout(
+            skeleton=skeleton,
+            parameters={n: TensorInfo(dtype=p.dtype, shape=p.shape) for n, p in metadata.parameters.items()},
+            load=lambda name: self.params.load(metadata.parameters[name], path, name),
+        )
+        fmt.write(layout, sink)
+
+
+def _warn(message: str) -> None:
+    print(f"theta: warning: {message}", file=sys.stderr)

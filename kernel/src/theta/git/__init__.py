@@ -1,0 +1,1 @@
+"""The git side of the kernel: filter process, hooks, drivers, Git LFS transport."""

@@ -1,0 +1,85 @@
+"""The pre-push hook: push every object that the pushed commits' checkpoints need.
+
+git calls the hook with the remote's name and URL, and one line per ref on standard input:
+`<local ref> <local sha> <remote ref> <remote sha>`. Every theta-tracked file that the pushed
+commits add or change is a metadata file; the objects it names go to the remote's Git LFS
+storage through `git lfs push --object-id` (objects the server has are skipped by git-lfs).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from theta.errors import ThetaError
+from theta.git.lfs import push_objects
+from theta.git.repo import Repo
+from theta.metadata import loads, looks_like_metadata
+from theta.store import ObjectStore
+
+ZERO = "0" * 40
+
+
+def new_blobs(repo: Repo, remote: str, updates: Iterable[tuple[str, str, str, str]]) -> dict[str, str]:
+    """Blob id -> path of every blob the pushed commits bring that the remote lacks."""
+    tips = [local_sha for _, local_sha, _, _ in updates if local_sha != ZERO]
+    if not tips:
+        return {}
+    known = [remote_sha for _, _, _, remote_sha in updates if remote_sha != ZERO and _exists(repo, remote_sha)]
+    listing = repo.git("rev-list", "--objects", *tips, "--not", *known, f"--remotes={remote}")
+    blobs: dict[str, str] = {}
+    for line in listing.splitlines():
+        sha, _, path = line.partition(" ")
+        if path:
+            blobs.setdefault(sha, path)
+    return blobs
+
+
+def _exists(repo: Repo, sha: str) -> bool:
+    return bool(repo.git("cat-file", "-t", sha, check=False).strip())
+
+
+def objects_to_push(repo: Repo, blobs: dict[str, str]) -> dict[str, str]:
+    """oid -> a description of what needs it, for every object named by a tracked metadata blob."""
+    wanted: dict[str, str] = {}
+    tracked = set(repo.tracked_paths(sorted(set(blobs.values()))))
+    for sha, path in blobs.items():
+        if path not in tracked:
+            continue
+        data = repo.read_blob(sha)
+        if data is None or not looks_like_metadata(data[:256]):
+            continue
+        metadata = loads(data, path)
+        if metadata.skeleton is not None:
+            wanted.setdefault(metadata.skeleton.oid, f"{path} (skeleton)")
+        for name, param in metadata.parameters.items():
+            for oid in param.oids:
+                wanted.setdefault(oid, f"{path}: parameter {name!r}")
+    return wanted
+
+
+def pre_push(remote: str, lines: Iterable[str], repo: Repo | None = None) -> int:
+    repo = repo or Repo()
+    updates = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 4:
+            updates.append((fields[0], fields[1], fields[2], fields[3]))
+    try:
+        wanted = objects_to_push(repo, new_blobs(repo, remote, updates))
+        store = ObjectStore(repo.lfs_dir)
+        missing = [oid for oid in wanted if not store.has(oid)]
+        if missing:
+            raise ThetaError(
+                f"cannot push: {len(missing)} object(s) are not in the local store, e.g. {missing[0]} of"
+                f" {wanted[missing[0]]}; fetch them first (`git theta fetch`) or re-add the checkpoint"
+            )
+        if wanted:
+            print(f"theta: pushing {len(wanted)} object(s) to {remote}", file=sys.stderr)
+            push_objects(remote, list(wanted), cwd=str(repo.top_level))
+    except ThetaError as exc:
+        print(f"theta: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        repo.close()
+    return 0

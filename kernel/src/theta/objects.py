@@ -1,0 +1,109 @@
+"""Parameters as objects: an update's arrays become objects, and a chain of steps a tensor."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from attrs import frozen
+
+from theta import codecs
+from theta.errors import ObjectCorrupt, ObjectMissing, ThetaError
+from theta.formats import TensorInfo
+from theta.metadata import HASH_PREFIX, ArrayObject, Parameter, Step
+from theta.plugins import Registry
+from theta.store import ObjectStore
+from theta.tensors import Tensor, dtype
+from theta.updates import Update
+
+DENSE = "dense"
+
+
+@frozen(kw_only=True)
+class PackedArray:
+    """An array ready to store: its bytes after the codec, and the record naming it."""
+
+    data: bytes | memoryview
+    record: ArrayObject
+
+
+@frozen(kw_only=True)
+class PackedUpdate:
+    update: str
+    params: Mapping[str, object]
+    arrays: Mapping[str, PackedArray]
+
+    @property
+    def stored_size(self) -> int:
+        return sum(a.record.size for a in self.arrays.values())
+
+
+class ParameterStore:
+    def __init__(self, store: ObjectStore, registry: Registry) -> None:
+        self.store = store
+        self.registry = registry
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def dense_step(self, tensor: Tensor, tensor_hash: str) -> Step:
+        oid, size = self.store.put(tensor.data, oid=tensor_hash.removeprefix(HASH_PREFIX))
+        record = ArrayObject(oid=oid, size=size, dtype=tensor.dtype, shape=tensor.shape)
+        return Step(update=DENSE, hash=tensor_hash, objects={"value": record})
+
+    def pack(self, name: str, update: Update) -> PackedUpdate:
+        """Compress an update's arrays (computing their oids) without storing anything yet."""
+        arrays = {}
+        for key, array in update.arrays.items():
+            codec, data = codecs.encode(array.data)
+            oid = hashlib.sha256(data).hexdigest()
+            record = ArrayObject(oid=oid, size=len(data), dtype=array.dtype, shape=array.shape, codec=codec)
+            arrays[key] = PackedArray(data=data, record=record)
+        return PackedUpdate(update=name, params=dict(update.params), arrays=arrays)
+
+    def save(self, packed: PackedUpdate, tensor_hash: str) -> Step:
+        for array in packed.arrays.values():
+            self.store.put(array.data, oid=array.record.oid)
+        return Step(
+            update=packed.update,
+            hash=tensor_hash,
+            objects={k: a.record for k, a in packed.arrays.items()},
+            params=dict(packed.params),
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def load_array(self, record: ArrayObject) -> Tensor:
+        data = self.store.read(record.oid, record.size)
+        numel = 1
+        for d in record.shape:
+            numel *= d
+        raw = codecs.decode(record.codec, data, numel * dtype(record.dtype).itemsize)
+        return Tensor(dtype=record.dtype, shape=record.shape, data=raw)
+
+    def load(self, param: Parameter, path: str, name: str) -> Tensor:
+        """Rebuild a parameter from its chain and check it against its hash."""
+        try:
+            return self._load(param)
+        except (ObjectMissing, ObjectCorrupt) as exc:
+            raise type(exc)(exc.oid, f"{path}: parameter {name!r}: {exc}") from None
+        except ThetaError as exc:
+            raise ThetaError(f"{path}: parameter {name!r}: {exc}") from None
+
+    def _load(self, param: Parameter) -> Tensor:
+        info = TensorInfo(dtype=param.dtype, shape=param.shape)
+        tensor: Tensor | None = None
+        for step in param.steps:
+            arrays = {key: self.load_array(record) for key, record in step.objects.items()}
+            update_type = self.registry.update_type(step.update)
+            tensor = update_type.decode(Update(arrays=arrays, params=step.params), tensor, info)
+        assert tensor is not None
+        last = param.steps[-1]
+        stored_whole = last.update == DENSE and last.objects["value"].codec == "raw"
+        if not (stored_whole and last.objects["value"].oid == param.hash.removeprefix(HASH_PREFIX)):
+            if HASH_PREFIX + tensor.sha256() != param.hash:
+                raise ThetaError(f"rebuilt tensor does not match its hash {param.hash}; the objects are inconsistent")
+        if tensor.dtype != param.dtype or tensor.shape != param.shape:
+            raise ThetaError(
+                f"rebuilt tensor is {tensor.dtype} {list(tensor.shape)}, expected {param.dtype} {list(param.shape)}"
+            )
+        return tensor

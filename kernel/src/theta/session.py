@@ -1,0 +1,83 @@
+"""Everything one git command's worth of Theta work needs, created lazily once."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from theta.checkpoints import Cleaner, CleanSettings, Smudger
+from theta.errors import ThetaError
+from theta.git.lfs import fetch_objects
+from theta.git.repo import Repo
+from theta.metadata import Metadata, loads, looks_like_metadata
+from theta.objects import ParameterStore
+from theta.plugins import PluginManager, Registry, default_manager
+from theta.store import ObjectStore
+
+CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
+
+
+class Session:
+    def __init__(self, repo: Repo | None = None, manager: PluginManager | None = None) -> None:
+        self.repo = repo or Repo()
+        self._manager = manager
+
+    @cached_property
+    def manager(self) -> PluginManager:
+        return self._manager or default_manager()
+
+    @property
+    def registry(self) -> Registry:
+        return self.manager.registry
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.repo.lfs_dir)
+
+    @cached_property
+    def params(self) -> ParameterStore:
+        return ParameterStore(self.store, self.registry)
+
+    @cached_property
+    def cleaner(self) -> Cleaner:
+        return Cleaner(self.registry, self.params)
+
+    @cached_property
+    def smudger(self) -> Smudger:
+        return Smudger(self.registry, self.params, fetch_objects)
+
+    @cached_property
+    def spool_dir(self) -> Path:
+        path = self.repo.theta_dir / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def format_override(self, path: str) -> str | None:
+        return self.repo.attribute(path, "theta-format") or os.environ.get(CHECKPOINT_TYPE_ENV) or None
+
+    def clean_settings(self, path: str) -> CleanSettings:
+        update_type = self.repo.config("theta.updateType")
+        chain_cap = self.repo.config_int("theta.maxChainLength", 8)
+        squash = path in self.squash_requests()
+        return CleanSettings(update_type=update_type, chain_cap=max(chain_cap, 1), squash=squash)
+
+    def squash_requests(self) -> set[str]:
+        path = self.repo.theta_dir / "squash"
+        if not path.exists():
+            return set()
+        return {line for line in path.read_text().splitlines() if line}
+
+    def previous_metadata(self, path: str) -> Metadata | None:
+        """The version of `path` that a new version is encoded against: the index's, else HEAD's."""
+        for spec in (f":{path}", f"HEAD:{path}"):
+            data = self.repo.read_blob(spec)
+            if data is not None and looks_like_metadata(data[:256]):
+                try:
+                    return loads(data, f"{spec} (previous version)")
+                except ThetaError:
+                    return None
+        return None
+
+    def close(self) -> None:
+        self.repo.close()

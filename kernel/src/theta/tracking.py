@@ -1,0 +1,66 @@
+"""Which files Theta tracks: `.gitattributes` lines, listing, and fetching their objects."""
+
+from __future__ import annotations
+
+import sys
+
+from theta.errors import ThetaError
+from theta.git.lfs import fetch_objects
+from theta.git.repo import Repo
+from theta.metadata import loads, looks_like_metadata
+from theta.store import ObjectStore
+
+ATTRIBUTES = "filter=theta diff=theta merge=theta -text"
+
+
+def attributes_line(pattern: str, fmt: str | None) -> str:
+    escaped = pattern.replace(" ", "[[:space:]]")
+    return f"{escaped} {ATTRIBUTES}" + (f" theta-format={fmt}" if fmt else "")
+
+
+def track(repo: Repo, pattern: str, fmt: str | None) -> bool:
+    """Add (or update) the pattern's line in the top-level .gitattributes and stage it."""
+    path = repo.top_level / ".gitattributes"
+    lines = path.read_text().splitlines() if path.exists() else []
+    wanted = attributes_line(pattern, fmt)
+    head = wanted.split(" ", 1)[0]
+    kept = [line for line in lines if not (line.split(" ", 1)[0] == head and "filter=theta" in line)]
+    if wanted in lines and len(kept) == len(lines) - 1:
+        return False
+    kept.append(wanted)
+    path.write_text("\n".join(kept) + "\n")
+    repo.git("add", "--", str(path))
+    return True
+
+
+def tracked_files(repo: Repo) -> list[str]:
+    paths = [p for p in repo.git("ls-files", "-z").split("\0") if p]
+    return repo.tracked_paths(paths)
+
+
+def fetch(repo: Repo, rev: str, paths: list[str]) -> int:
+    """Download every object the tracked files at `rev` need."""
+    store = ObjectStore(repo.lfs_dir)
+    listing = repo.git("ls-tree", "-r", "-z", "--full-tree", rev, "--", *paths)
+    entries = [line.split("\t", 1) for line in listing.split("\0") if line]
+    tracked = set(repo.tracked_paths([path for _, path in entries]))
+    failed = 0
+    for meta, path in entries:
+        if path not in tracked:
+            continue
+        data = repo.read_blob(meta.split()[2])
+        if data is None or not looks_like_metadata(data[:256]):
+            continue
+        metadata = loads(data, path)
+        sizes = {o.oid: o.size for p in metadata.parameters.values() for s in p.steps for o in s.objects.values()}
+        if metadata.skeleton is not None:
+            sizes[metadata.skeleton.oid] = metadata.skeleton.size
+        missing = [(oid, size) for oid, size in sizes.items() if not store.has(oid)]
+        bad = fetch_objects(missing, path)
+        if bad:
+            failed += 1
+            print(f"theta: error: {path}: {len(bad)} object(s) could not be fetched, e.g. {bad[0]}", file=sys.stderr)
+    repo.close()
+    if failed:
+        raise ThetaError(f"{failed} file(s) could not be fetched completely")
+    return 0
