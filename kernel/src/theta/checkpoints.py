@@ -59,28 +59,41 @@ class Cleaner:
         self.params = params
 
     def clean(
-        self, source: Source, fmt: CheckpointFormat, previous: Metadata | None, settings: CleanSettings
+        self, source: Source, fmt: CheckpointFormat, previous: Sequence[Metadata], settings: CleanSettings
     ) -> Metadata:
+        """Store a checkpoint's new objects and describe it.
+
+        `previous` lists versions of this file that git may compare against (the index's,
+        HEAD's, the one last checked out), most authoritative first. A tensor found in any of
+        them, with the same name and hash, reuses that entry as it is, so cleaning a file git
+        already knows gives back exactly what git holds; a changed tensor is encoded against
+        the first version that has a parameter of its name.
+        """
         checkpoint = fmt.read(source)
         skeleton = None
         if checkpoint.skeleton:
             oid, size = self.params.store.put(checkpoint.skeleton)
             skeleton = Blob(oid=oid, size=size)
-        old = previous.parameters if previous is not None and previous.format == fmt.name else {}
+        versions = [m.parameters for m in previous if m.format == fmt.name]
         parameters: dict[str, Parameter] = {}
         for name, tensor in checkpoint.parameters:
             if name in parameters:
                 raise FormatError(f"{source.path}: parameter {name!r} appears twice")
-            parameters[name] = self._parameter(source.path, name, tensor, old.get(name), settings)
+            known = [v[name] for v in versions if name in v]
+            parameters[name] = self._parameter(source.path, name, tensor, known, settings)
         return Metadata(theta=METADATA_VERSION, format=fmt.name, skeleton=skeleton, parameters=parameters)
 
     def _parameter(
-        self, path: str, name: str, tensor: Tensor, previous: Parameter | None, settings: CleanSettings
+        self, path: str, name: str, tensor: Tensor, known: list[Parameter], settings: CleanSettings
     ) -> Parameter:
         tensor_hash = HASH_PREFIX + tensor.sha256()
-        same_layout = previous is not None and (previous.dtype, previous.shape) == (tensor.dtype, tensor.shape)
-        if previous is not None and same_layout and previous.hash == tensor_hash and not settings.squash:
-            return previous
+        layout = (tensor.dtype, tensor.shape)
+        if not settings.squash:
+            for entry in known:
+                if entry.hash == tensor_hash and (entry.dtype, entry.shape) == layout:
+                    return entry
+        previous = known[0] if known else None
+        same_layout = previous is not None and (previous.dtype, previous.shape) == layout
         steps: tuple[Step, ...] = ()
         if previous is not None and same_layout and not settings.squash and len(previous.steps) < settings.chain_cap:
             steps = self._incremental(path, name, tensor, tensor_hash, previous, settings)

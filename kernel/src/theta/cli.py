@@ -129,6 +129,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return fetch(Repo(), args.rev, args.paths)
 
 
+def cmd_checkout(args: argparse.Namespace) -> int:
+    from theta.tracking import checkout
+
+    for path in checkout(Repo(), args.paths):
+        print(f"theta: checked out {path}")
+    return 0
+
+
 def _inside_repo() -> bool:
     try:
         return run_git("rev-parse", "--is-inside-work-tree", check=False).strip() == "true"
@@ -160,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("fetch", cmd_fetch, "download the objects that tracked files need at a revision")
     p.add_argument("rev", nargs="?", default="HEAD")
+    p.add_argument("paths", nargs="*")
+    p = add("checkout", cmd_checkout, "write tracked files that were left as metadata (after installing a plugin)")
     p.add_argument("paths", nargs="*")
     add("filter-process", cmd_filter_process, "git's long-running filter (called by git)", hidden=True)
     p = add("pre-push", cmd_pre_push, "push the objects of pushed commits (called by the pre-push hook)", hidden=True)

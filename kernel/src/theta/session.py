@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -68,16 +69,37 @@ class Session:
             return set()
         return {line for line in path.read_text().splitlines() if line}
 
-    def previous_metadata(self, path: str) -> Metadata | None:
-        """The version of `path` that a new version is encoded against: the index's, else HEAD's."""
-        for spec in (f":{path}", f"HEAD:{path}"):
-            data = self.repo.read_blob(spec)
+    def previous_versions(self, path: str) -> list[Metadata]:
+        """Versions of `path` that git may compare a new clean against: index, HEAD, last checkout."""
+        versions = []
+        for label, data in (
+            ("index", self.repo.read_blob(f":{path}")),
+            ("HEAD", self.repo.read_blob(f"HEAD:{path}")),
+            ("last checkout", self._checked_out_record(path)),
+        ):
             if data is not None and looks_like_metadata(data[:256]):
                 try:
-                    return loads(data, f"{spec} (previous version)")
+                    versions.append(loads(data, f"{path} ({label} version)"))
                 except ThetaError:
-                    return None
-        return None
+                    continue
+        return versions
+
+    def _record_path(self, path: str) -> Path:
+        return self.repo.theta_dir / "checked-out" / hashlib.sha256(path.encode()).hexdigest()
+
+    def _checked_out_record(self, path: str) -> bytes | None:
+        try:
+            return self._record_path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def remember_checkout(self, path: str, metadata: bytes) -> None:
+        """Keep the metadata a file was last written from, so a later clean can recognise it."""
+        target = self._record_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(metadata)
+        os.replace(tmp, target)
 
     def close(self) -> None:
         self.repo.close()

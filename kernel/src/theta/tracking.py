@@ -64,3 +64,23 @@ def fetch(repo: Repo, rev: str, paths: list[str]) -> int:
     if failed:
         raise ThetaError(f"{failed} file(s) could not be fetched completely")
     return 0
+
+
+def checkout(repo: Repo, paths: list[str]) -> list[str]:
+    """Rewrite tracked files that were left as metadata (a plugin or an object was missing)."""
+    top = repo.top_level
+    wanted = set(paths)
+    redo = []
+    for path in tracked_files(repo):
+        if wanted and path not in wanted:
+            continue
+        file = top / path
+        if file.is_file():
+            with open(file, "rb") as f:
+                if looks_like_metadata(f.read(256)):
+                    redo.append(path)
+    for path in redo:
+        (top / path).unlink()
+    if redo:
+        repo.git("checkout", "--", *redo)
+    return redo

@@ -95,7 +95,7 @@ class FilterProcess:
                 fmt = choose_format(session.registry, path, head, session.format_override(path))
                 source = Source(path, buffered, head, spool_dir=session.spool_dir)
                 metadata = session.cleaner.clean(
-                    source, fmt, session.previous_metadata(path), session.clean_settings(path)
+                    source, fmt, session.previous_versions(path), session.clean_settings(path)
                 )
                 result = dumps(metadata)
             content.drain()
@@ -125,8 +125,10 @@ class FilterProcess:
         self._check_hooks()
         try:
             metadata = loads(data, path)
+            if metadata.format not in self.session.registry.formats:
+                self._leave_metadata(path, data, metadata.format)
+                return
             self.session.smudger.ensure_objects(metadata, path)
-            self.session.registry.format(metadata.format)
         except Exception as exc:
             self._fail(path, exc)
             self.writer.text_list("status=error")
@@ -144,6 +146,15 @@ class FilterProcess:
         out.finish()
         self.writer.flush()
         self.writer.flush()
+        self.session.remember_checkout(path, data)
+
+    def _leave_metadata(self, path: str, data: bytes, format_name: str) -> None:
+        """Without the format's plugin, the file is left as its metadata, as git-lfs leaves pointers."""
+        try:
+            self.session.registry.format(format_name)
+        except ThetaError as exc:
+            self._fail(path, ThetaError(f"{exc}; then run `git theta checkout` (the metadata file was written instead)"))
+        self._respond(data)
 
     def _summary(self) -> None:
         if self.failures:

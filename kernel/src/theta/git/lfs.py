@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 
 from theta.errors import ThetaError
@@ -51,7 +52,8 @@ def fetch_objects(objects: Sequence[tuple[str, int]], label: str) -> list[str]:
     try:
         failed = _fetch_through(PacketReader(proc.stdout), PacketWriter(proc.stdin), objects, progress)
     except (EOFError, ProtocolError, BrokenPipeError) as exc:
-        raise ThetaError(f"git lfs filter-process stopped while downloading objects for {label}: {exc}") from None
+        print(f"theta: git lfs filter-process stopped while downloading objects for {label}: {exc}", file=sys.stderr)
+        failed = [oid for oid, _ in objects]  # the caller checks the store for what did arrive
     finally:
         progress.close()
         if proc.stdin:

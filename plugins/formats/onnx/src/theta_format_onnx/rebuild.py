@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
 from attrs import frozen
+
 from theta.errors import FormatError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor, dtype
-
 from theta_format_onnx import dtypes as D
 from theta_format_onnx.skeleton import ModelIndex, TensorEntry
 from theta_format_onnx.wire import LEN, VARINT, encode_tag, encode_varint

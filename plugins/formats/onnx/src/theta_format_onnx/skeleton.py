@@ -15,8 +15,8 @@ import struct
 from typing import Any
 
 from attrs import frozen
-from theta.errors import FormatError
 
+from theta.errors import FormatError
 from theta_format_onnx.walk import ModelWalk
 
 MAGIC = b"theta-onnx\n"
@@ -87,8 +87,12 @@ def model_index(buf: Any, walk: ModelWalk) -> tuple[ModelIndex, bytes]:
         position = e
     pieces.append(buf[position:])
     containers = tuple(
-        ContainerEntry(varint_start=body(c.varint_start), varint_end=body(c.varint_end), length=c.length,
-                       parent=-1 if c.parent is None else c.parent.index)  # fmt: skip
+        ContainerEntry(
+            varint_start=body(c.varint_start),
+            varint_end=body(c.varint_end),
+            length=c.length,
+            parent=-1 if c.parent is None else c.parent.index,
+        )
         for c in walk.containers
     )
     tensors = tuple(

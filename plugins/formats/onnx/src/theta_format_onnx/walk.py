@@ -250,4 +250,3 @@ def _external(
         raise WireError(f"initializer {name!r}: external offset/length are not integers: {values}", where) from None
     return ExternalRef(name=name, dtype=dtype_name, shape=shape, location=values["location"], offset=offset,
                        length=length)  # fmt: skip
-

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import theta
 from theta.formats import CheckpointFormat
-
 from theta_format_tensorflow.keras_archive import KerasArchiveFormat
 from theta_format_tensorflow.keras_h5 import KerasH5Format
 from theta_format_tensorflow.tf_checkpoint import TFCheckpointFormat

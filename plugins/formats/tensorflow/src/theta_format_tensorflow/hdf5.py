@@ -15,10 +15,10 @@ from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
+
 from theta.errors import FormatError
 from theta.formats import Layout
 from theta.tensors import DTYPES, Tensor
-
 from theta_format_tensorflow.splice import COPY_BLOCK, Region, Skeleton, splice
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -60,7 +60,9 @@ def regions_of(file: h5py.File, base: int = 0) -> list[Region]:
         size = obj.id.get_storage_size()
         if size != obj.size * obj.dtype.itemsize or size == 0:
             return
-        found.append(Region(name=name, dtype=kind[0], shape=tuple(obj.shape), offset=base + offset, size=size, order=kind[1]))
+        found.append(
+            Region(name=name, dtype=kind[0], shape=tuple(obj.shape), offset=base + offset, size=size, order=kind[1])
+        )
 
     file.visititems(visit)
     return found
@@ -71,7 +73,9 @@ def open_hdf5(fileobj: BinaryIO, path: str) -> Iterator[h5py.File]:
     try:
         handle = h5py.File(fileobj, "r")
     except (OSError, ValueError) as exc:
-        raise FormatError(f"{path}: not a readable HDF5 file ({exc}); it may be truncated or of another format") from None
+        raise FormatError(
+            f"{path}: not a readable HDF5 file ({exc}); it may be truncated or of another format"
+        ) from None
     try:
         yield handle
     finally:
@@ -103,11 +107,11 @@ def rebuild(skeleton: Skeleton, layout: Layout, base: int, size: int) -> BinaryI
             return layout.load(name)
         return Tensor(dtype=region.dtype, shape=region.shape, data=bytes(region.size))
 
-    whole = tempfile.TemporaryFile()
+    whole = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
     splice(skeleton, load_or_zeros, whole)
     inner = whole
     if base != 0 or size != skeleton.size:
-        inner = tempfile.TemporaryFile()
+        inner = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
         whole.seek(base)
         copy_range(whole, inner, size)
         whole.close()

@@ -17,10 +17,10 @@ import zlib
 from typing import Any, BinaryIO
 
 from attrs import frozen
+
 from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
 from theta.tensors import Tensor
-
 from theta_format_tensorflow import hdf5
 from theta_format_tensorflow.splice import COPY_BLOCK, Skeleton, check_regions, copy_stream, cut, splice, tensors
 

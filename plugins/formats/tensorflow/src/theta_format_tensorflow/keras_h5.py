@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from attrs import frozen
+
 from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
-
 from theta_format_tensorflow import hdf5
 from theta_format_tensorflow.splice import Skeleton, check_regions, copy_stream, cut, splice, tensors
 
@@ -45,4 +45,3 @@ class KerasH5Format(CheckpointFormat):
         rebuilt = hdf5.rebuild(skeleton, layout, 0, skeleton.size)
         with rebuilt:
             copy_stream(rebuilt, sink)
-

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from attrs import frozen
+
 from theta.errors import FormatError
 from theta.formats import Layout, TensorInfo
 from theta.tensors import Tensor, dtype

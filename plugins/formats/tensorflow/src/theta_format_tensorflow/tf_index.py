@@ -14,6 +14,7 @@ import struct
 
 import google_crc32c
 from attrs import frozen
+
 from theta.errors import FormatError
 
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -30,17 +31,31 @@ DATA_TYPES = {
 DT_STRING = 7
 
 
-def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
-    crc = google_crc32c.value(bytes(data)) if not isinstance(data, bytes) else google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
-
-
-def extend_crc32c(crc: int, data: bytes | bytearray | memoryview) -> int:
-    return google_crc32c.extend(crc, bytes(data))
-
-
 def mask(crc: int) -> int:
+    """LevelDB's CRC masking, used for every CRC that TensorFlow stores."""
     return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
+    return mask(google_crc32c.value(bytes(data)))
+
+
+def string_tensor_crc(raw: bytes, numel: int) -> int | None:
+    """The masked CRC TensorFlow records for a string tensor stored as `raw`, or None if malformed.
+
+    The shard holds the element lengths as varints, a masked CRC of them, then the bytes; the
+    recorded CRC covers each length as a little-endian uint32, the length CRC and the bytes.
+    """
+    reader = _Reader(raw, 0, len(raw), "")
+    crc = 0
+    try:
+        for _ in range(numel):
+            crc = google_crc32c.extend(crc, struct.pack("<I", reader.varint() & 0xFFFFFFFF))
+        length_crc = reader.take(4)
+    except FormatError:
+        return None
+    crc = google_crc32c.extend(crc, length_crc)
+    return mask(google_crc32c.extend(crc, raw[reader.position :]))
 
 
 @frozen(kw_only=True)
@@ -226,3 +241,63 @@ def refresh_crcs(data: bytes, crcs: dict[bytes, int], path: str) -> bytes:
     for offset, size in index.blocks:
         out[offset + size + 1 : offset + size + 5] = struct.pack("<I", masked_crc32c(out[offset : offset + size + 1]))
     return bytes(out)
+
+
+def _ordered_num(key: bytes, at: int) -> tuple[int, int]:
+    """An unsigned OrderedCode number: a length byte, then that many big-endian bytes."""
+    length = key[at]
+    if length > 8 or at + 1 + length > len(key):
+        raise ValueError("bad number")
+    return int.from_bytes(key[at + 1 : at + 1 + length], "big"), at + 1 + length
+
+
+def _ordered_signed(key: bytes, at: int) -> tuple[int, int]:
+    """A signed OrderedCode number: leading bits of the first byte give its length (up to 7 bytes)."""
+    negative = not key[at] & 0x80
+    first = key[at] ^ 0xFF if negative else key[at]
+    length = 0
+    while length < 8 and first & (0x80 >> length):
+        length += 1
+    if not 1 <= length <= 7 or at + length > len(key):
+        raise ValueError("bad signed number")
+    raw = bytes(b ^ 0xFF for b in key[at : at + length]) if negative else key[at : at + length]
+    value = int.from_bytes(raw, "big") & ((1 << (7 * length - 1)) - 1)
+    return (-value - 1 if negative else value), at + length
+
+
+def slice_key_name(key: bytes) -> str | None:
+    """`name[start:stop,:]` for the key of one slice of a partitioned tensor, None if not one.
+
+    The key is OrderedCode: the number 0, the escaped tensor name, the rank, then each
+    dimension's start and length (length -1: the whole dimension).
+    """
+    try:
+        if key[:1] != b"\x00":
+            return None
+        at = 1
+        name = bytearray()
+        while True:
+            byte = key[at]
+            if byte == 0x00:
+                if key[at + 1] == 0x01:
+                    at += 2
+                    break
+                name.append(0x00)  # escaped 0x00 0xff
+            elif byte == 0xFF:
+                name.append(0xFF)  # escaped 0xff 0x00
+            else:
+                name.append(byte)
+                at += 1
+                continue
+            at += 2
+        rank, at = _ordered_num(key, at)
+        extents: list[str] = []
+        for _ in range(rank):
+            start, at = _ordered_signed(key, at)
+            length, at = _ordered_signed(key, at)
+            extents.append(":" if length == -1 else f"{start}:{start + length}")
+        if at != len(key):
+            return None
+        return f"{name.decode('utf-8')}[{','.join(extents)}]"
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None

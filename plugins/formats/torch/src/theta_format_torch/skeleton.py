@@ -10,10 +10,16 @@ unchanged tensors give back the committed file exactly.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
+import zlib
 from collections.abc import Sequence
+from functools import cached_property
 
+import attrs
 from attrs import frozen
+
+from theta_format_torch.ziparchive import STORED, Member
 
 MAGIC = b"theta-torch-skeleton 1\n"
 
@@ -58,30 +64,35 @@ class Cut:
         )
 
 
-@frozen(kw_only=True)
+@frozen(kw_only=True, slots=False)
 class Skeleton:
     cuts: tuple[Cut, ...]
     pickle_offset: int
     pickle_size: int
+    pickle_deflated: bool
     body: bytes
+
+    @cached_property
+    def _ends(self) -> list[int]:
+        return [c.offset + c.nbytes for c in self.cuts]
+
+    @cached_property
+    def _removed(self) -> list[int]:
+        return list(itertools.accumulate((c.nbytes for c in self.cuts), initial=0))
 
     def to_stripped(self, offset: int) -> int:
         """Where byte `offset` of the original file lies in `body` (it must not be inside a cut)."""
-        ends = [c.offset + c.nbytes for c in self.cuts]
-        removed = 0
-        index = bisect.bisect_right(ends, offset)
-        for cut in self.cuts[:index]:
-            removed += cut.nbytes
-        return offset - removed
+        return offset - self._removed[bisect.bisect_right(self._ends, offset)]
 
     def pickle_bytes(self) -> bytes:
         start = self.to_stripped(self.pickle_offset)
-        return self.body[start : start + self.pickle_size]
+        raw = self.body[start : start + self.pickle_size]
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw) if self.pickle_deflated else raw
 
     def encode(self) -> bytes:
         index = {
             "cuts": [c.to_json() for c in self.cuts],
-            "pickle": [self.pickle_offset, self.pickle_size],
+            "pickle": [self.pickle_offset, self.pickle_size, int(self.pickle_deflated)],
         }
         raw = json.dumps(index, separators=(",", ":"), sort_keys=True).encode()
         return MAGIC + len(raw).to_bytes(8, "little") + raw + self.body
@@ -95,13 +106,19 @@ class Skeleton:
         try:
             index = json.loads(data[at + 8 : at + 8 + size])
             cuts = tuple(Cut.from_json(c) for c in index["cuts"])
-            pickle_offset, pickle_size = (int(v) for v in index["pickle"])
+            pickle_offset, pickle_size, deflated = (int(v) for v in index["pickle"])
         except (ValueError, KeyError, TypeError) as exc:
             raise SkeletonError(f"skeleton index is damaged: {exc}") from None
-        return cls(cuts=cuts, pickle_offset=pickle_offset, pickle_size=pickle_size, body=data[at + 8 + size :])
+        return cls(
+            cuts=cuts,
+            pickle_offset=pickle_offset,
+            pickle_size=pickle_size,
+            pickle_deflated=bool(deflated),
+            body=data[at + 8 + size :],
+        )
 
     @classmethod
-    def cut_out(cls, archive: memoryview, cuts: Sequence[Cut], pickle_offset: int, pickle_size: int) -> Skeleton:
+    def cut_out(cls, archive: memoryview, cuts: Sequence[Cut], pickle: Member) -> Skeleton:
         """The skeleton of `archive` without the payloads of `cuts` (sorted by offset, disjoint)."""
         pieces = []
         position = 0
@@ -109,4 +126,17 @@ class Skeleton:
             pieces.append(archive[position : cut.offset])
             position = cut.offset + cut.nbytes
         pieces.append(archive[position:])
-        return cls(cuts=tuple(cuts), pickle_offset=pickle_offset, pickle_size=pickle_size, body=b"".join(pieces))
+        body = bytearray(b"".join(pieces))
+        skeleton = cls(
+            cuts=tuple(cuts),
+            pickle_offset=pickle.data_offset,
+            pickle_size=pickle.stored_size,
+            pickle_deflated=pickle.method != STORED,
+            body=b"",
+        )
+        # CRC-32s are recomputed on every write; zeroing them keeps the skeleton the same when only values change.
+        for cut in cuts:
+            for at in () if cut.zero_crc else cut.crc_offsets:
+                stripped = skeleton.to_stripped(at)
+                body[stripped : stripped + 4] = bytes(4)
+        return attrs.evolve(skeleton, body=bytes(body))

@@ -1,0 +1,44 @@
+"""Estimating an IA3 scale vector: the median ratio new/base, then snapped to the exact value."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theta_update_ia3 import _bits
+
+AXES = ("rows", "columns")
+
+
+def scaled(base: np.ndarray, vector: np.ndarray, axis: str) -> np.ndarray:
+    """base times one scale per row (`rows`) or per column (`columns`), elementwise."""
+    column = vector.astype(base.dtype, copy=False)
+    return base * (column[:, None] if axis == "rows" else column[None, :])
+
+
+def estimated_scale(base: np.ndarray, target_bits: np.ndarray, name: str, axis: str) -> np.ndarray:
+    """One float32 scale per row or column, as near as possible to what produced the new bits.
+
+    The median of new/base over each row (or column) comes within a rounding error of the
+    scale used; among it, its float32 neighbours and its value rounded to the tensor's dtype,
+    each row (column) keeps the one that reproduces the most elements exactly.
+    """
+    reduce_over = 1 if axis == "rows" else 0
+    target = _bits.to_values(target_bits, name)
+    ratio = target / base
+    valid = np.isfinite(ratio) & (base != 0)
+    if valid.all():
+        median = np.median(ratio, axis=reduce_over)
+    else:
+        median = np.nanmedian(np.where(valid, ratio, np.nan), axis=reduce_over)
+    median = np.where(np.isfinite(median), median, 1.0).astype(np.float32)
+    candidates = [
+        median,
+        np.nextafter(median, np.float32(np.inf)),
+        np.nextafter(median, np.float32(-np.inf)),
+        _bits.to_values(_bits.to_bits(median, name), name).astype(np.float32),
+    ]
+    misses = np.stack(
+        [(_bits.to_bits(scaled(base, c, axis), name) != target_bits).sum(axis=reduce_over) for c in candidates]
+    )
+    choice = misses.argmin(axis=0)
+    return np.ascontiguousarray(np.stack(candidates)[choice, np.arange(median.size)])

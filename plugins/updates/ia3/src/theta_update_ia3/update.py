@@ -1,0 +1,76 @@
+"""The ia3 update type: W = base * s, one scale per row or per column, plus an exact residual."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from attrs import frozen
+
+from theta.errors import ThetaError
+from theta.formats import TensorInfo
+from theta.tensors import Tensor
+from theta.updates import Update, UpdateType
+from theta_update_ia3 import _bits
+from theta_update_ia3.scales import AXES, estimated_scale, scaled
+
+__all__ = ["IA3Update"]
+
+
+def given_scale(side_data: Mapping[str, Tensor], rows: int, cols: int) -> list[tuple[str, np.ndarray]]:
+    """The `ia3` vector from `--update-data`, with the axes (rows, columns) its length fits."""
+    if "ia3" not in side_data:
+        raise ThetaError(f"ia3 update data lacks 'ia3': give a vector of {rows} (one per row) or {cols} (per column)")
+    given = side_data["ia3"]
+    if given.dtype not in _bits.FLOATS:
+        raise ThetaError(f"ia3 update data: 'ia3' must be a float array, got {given.dtype}")
+    vector = _bits.to_values(_bits.raw_bits(given), given.dtype).astype(np.float32)
+    axes = [axis for axis, length in zip(AXES, (rows, cols), strict=True) if vector.size == length]
+    if not axes:
+        raise ThetaError(
+            f"ia3 update data: 'ia3' has {vector.size} values; a weight of {rows} x {cols} needs {rows} or {cols}"
+        )
+    return [(axis, vector) for axis in axes]
+
+
+@frozen
+class IA3Update(UpdateType):
+    name = "ia3"
+
+    def encode(
+        self, tensor: Tensor, base: Tensor | None, side_data: Mapping[str, Tensor] | None = None
+    ) -> Update | None:
+        found = _bits.operands(tensor, base)
+        if found is None:
+            return None
+        target_bits, base_values = found
+        name = tensor.dtype
+        rows, cols = base_values.shape
+        with np.errstate(all="ignore"):
+            if side_data:
+                candidates, source = given_scale(side_data, rows, cols), "update-data"
+            else:
+                candidates = [(axis, estimated_scale(base_values, target_bits, name, axis)) for axis in AXES]
+                source = "estimated"
+            best: tuple[float, str, np.ndarray, np.ndarray] | None = None
+            for axis, vector in candidates:
+                planes = _bits.residual(target_bits, scaled(base_values, vector, axis), name)
+                size = vector.nbytes + _bits.estimated_size(planes, target_bits.itemsize)
+                if best is None or size < best[0]:
+                    best = (size, axis, vector, planes)
+        assert best is not None
+        size, axis, vector, planes = best
+        if not _bits.worthwhile(size, target_bits):
+            return None
+        arrays = {"scale": Tensor.from_numpy(vector), **_bits.residual_arrays(planes)}
+        return Update(arrays=arrays, params={"axis": axis, "scale": source})
+
+    def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
+        base_values = _bits.base_values(base, info, "an ia3")
+        rows, cols = base_values.shape
+        axis = update.params.get("axis")
+        vector = update.arrays["scale"].numpy()
+        if axis not in AXES or vector.shape != ((rows,) if axis == "rows" else (cols,)):
+            raise ThetaError(f"ia3 scale of {list(vector.shape)} along {axis!r} does not fit {list(info.shape)}")
+        with np.errstate(all="ignore"):
+            return _bits.corrected(scaled(base_values, vector, axis), update.arrays, info)

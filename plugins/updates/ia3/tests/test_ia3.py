@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+import updatekit as kit
+from theta_update_ia3 import IA3Update
+
+from theta.errors import ThetaError
+from theta.formats import TensorInfo
+from theta.tensors import Tensor
+from theta.updates import Update
+
+IA3 = IA3Update()
+
+
+@pytest.mark.parametrize("axis", ["rows", "columns"])
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_every_scaled_matrix_round_trips_exactly(dtype: torch.dtype, axis: str) -> None:
+    for name, w in kit.transformer(dtype).items():
+        if w.dim() < 2:
+            continue
+        scale = kit.ia3_scale(w.shape[0] if axis == "rows" else w.shape[1])
+        update = kit.exact(IA3, kit.as_theta(kit.ia3_scaled(w, scale, axis)), kit.as_theta(w))
+        assert update is not None and update.params == {"axis": axis, "scale": "estimated"}, name
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_any_change_that_it_encodes_round_trips_exactly(dtype: torch.dtype) -> None:
+    kit.assert_exact_on_training_changes(IA3, dtype)
+
+
+def test_a_float32_scaling_is_recovered_bit_for_bit() -> None:
+    w = kit.feed_forward(torch.float32)
+    update = IA3.encode(kit.as_theta(kit.ia3_scaled(w, kit.ia3_scale(64), "columns")), kit.as_theta(w))
+    assert update is not None and set(update.arrays) == {"scale"}
+    assert np.array_equal(update.arrays["scale"].numpy(), kit.ia3_scale(64).numpy())
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_a_scaled_feed_forward_weight_is_smallest_as_ia3(dtype: torch.dtype) -> None:
+    w = kit.feed_forward(dtype)
+    kit.assert_smallest("ia3", kit.sizes(kit.ia3_scaled(w, kit.ia3_scale(64), "columns"), w), margin=4)
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_a_side_loaded_vector_is_used(dtype: torch.dtype) -> None:
+    w = kit.feed_forward(dtype)
+    scale = kit.ia3_scale(256).to(dtype)
+    new = kit.as_theta(kit.ia3_scaled(w, scale, "rows"))
+    update = kit.exact(IA3, new, kit.as_theta(w), {"ia3": kit.as_theta(scale)})
+    assert update is not None and update.params == {"axis": "rows", "scale": "update-data"}
+    assert set(update.arrays) == {"scale"}  # the product is reproduced exactly: no residual
+
+
+def test_a_square_matrix_tries_both_axes_for_a_side_loaded_vector() -> None:
+    w = kit.transformer(torch.float32)["self_attn.out_proj.weight"]
+    scale = kit.ia3_scale(64)
+    update = kit.exact(
+        IA3, kit.as_theta(kit.ia3_scaled(w, scale, "columns")), kit.as_theta(w), {"ia3": kit.as_theta(scale)}
+    )
+    assert update is not None and update.params["axis"] == "columns"
+
+
+def test_side_data_that_does_not_fit_is_an_error() -> None:
+    w = kit.as_theta(kit.feed_forward(torch.float32))
+    with pytest.raises(ThetaError, match="lacks 'ia3'"):
+        IA3.encode(w, w, {"lora_a": w})
+    with pytest.raises(ThetaError, match="has 10 values; a weight of 256 x 64 needs 256 or 64"):
+        IA3.encode(w, w, {"ia3": Tensor.from_numpy(np.ones(10, np.float32))})
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_a_dense_change_gains_nothing(dtype: torch.dtype) -> None:
+    kit.assert_no_gain_on_a_dense_change("ia3", dtype)
+
+
+def test_it_applies_only_to_float_matrices_with_a_base() -> None:
+    w = kit.as_theta(kit.feed_forward(torch.float32))
+    bias = Tensor.from_numpy(np.ones(8, np.float32))
+    assert IA3.encode(w, None) is None
+    assert IA3.encode(bias, bias) is None
+    assert IA3.encode(w, kit.as_theta(kit.feed_forward(torch.float16))) is None
+
+
+def test_a_scale_along_an_unknown_axis_is_an_error() -> None:
+    w = kit.feed_forward(torch.float32)
+    update = IA3.encode(kit.as_theta(kit.ia3_scaled(w, kit.ia3_scale(64), "columns")), kit.as_theta(w))
+    assert update is not None
+    info = TensorInfo(dtype="float32", shape=(256, 64))
+    with pytest.raises(ThetaError, match="along 'rows' does not fit"):
+        IA3.decode(Update(arrays=update.arrays, params={**update.params, "axis": "rows"}), kit.as_theta(w), info)

@@ -1,0 +1,48 @@
+"""Estimating low-rank factors of a change: a truncated SVD with sign-normalised vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+OVERSAMPLE = 8
+POWER_ITERATIONS = 2
+
+
+def top_factors(change: np.ndarray, max_rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """B (rows x k) and A (k x cols), float32, with B @ A the best rank-k approximation of `change`.
+
+    Small matrices get a full SVD; larger ones a randomized range finder with a fixed seed
+    (Halko, Martinsson and Tropp, 2011). Each singular vector pair is given the sign that makes
+    the largest entry of its left vector positive, so equal input gives equal factors.
+    """
+    work = change.astype(np.float32)
+    rows, cols = work.shape
+    k = min(max_rank, rows, cols)
+    if min(rows, cols) <= 4 * (k + OVERSAMPLE):
+        u, s, vt = np.linalg.svd(work, full_matrices=False)
+    else:
+        probe = np.random.default_rng(0).standard_normal((cols, k + OVERSAMPLE)).astype(np.float32)
+        q = np.linalg.qr(work @ probe)[0]
+        for _ in range(POWER_ITERATIONS):
+            q = np.linalg.qr(work @ (work.T @ q))[0]
+        small_u, s, vt = np.linalg.svd(q.T @ work, full_matrices=False)
+        u = q @ small_u
+    u, s, vt = u[:, :k], s[:k], vt[:k]
+    signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(k)])
+    signs[signs == 0] = 1
+    return np.ascontiguousarray((u * (s * signs)).astype(np.float32)), np.ascontiguousarray(
+        (vt * signs[:, None]).astype(np.float32)
+    )
+
+
+def fitted_scale(change: np.ndarray, b: np.ndarray, a: np.ndarray) -> float:
+    """The factor c that best fits change ≈ c * (b @ a), rounded to float32; 1.0 when it is near 1.
+
+    LoRA adapters are often saved without their alpha / r scaling; this recovers it.
+    """
+    product = (b.astype(np.float64) @ a.astype(np.float64)).reshape(-1)
+    norm = float(product @ product)
+    if norm == 0.0:
+        return 1.0
+    scale = float(np.float32(float(product @ change.reshape(-1).astype(np.float64)) / norm))
+    return 1.0 if abs(scale - 1.0) < 1e-3 or not np.isfinite(scale) or scale == 0.0 else scale

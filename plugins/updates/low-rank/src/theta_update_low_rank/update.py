@@ -1,0 +1,116 @@
+"""The low-rank update type: W = base + B @ A (rank r, float32 factors) plus an exact residual."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from attrs import frozen
+
+from theta.errors import ThetaError
+from theta.formats import TensorInfo
+from theta.tensors import Tensor
+from theta.updates import Update, UpdateType
+from theta_update_low_rank import _bits
+from theta_update_low_rank.factors import fitted_scale, top_factors
+
+MAX_RANK = 16
+SAMPLE_ELEMENTS = 1 << 16
+
+
+def reconstruct(base: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """base + sum over k of outer(b[:, k], a[k]), accumulated in order with elementwise arithmetic.
+
+    Elementwise IEEE operations give the same bits on every machine, which a BLAS matrix
+    product does not promise; the residual depends on this.
+    """
+    delta = np.zeros(base.shape, dtype=base.dtype)
+    for k in range(a.shape[0]):
+        delta += np.multiply.outer(b[:, k], a[k]).astype(base.dtype, copy=False)
+    return base + delta
+
+
+def choose_rank(base: np.ndarray, target_bits: np.ndarray, b: np.ndarray, a: np.ndarray, name: str) -> int:
+    """The rank whose factors plus residual are estimated smallest, judged on evenly spaced rows."""
+    rows_total, cols = base.shape
+    rows = np.unique(np.linspace(0, rows_total - 1, max(1, min(rows_total, SAMPLE_ELEMENTS // cols))).astype(int))
+    sample, sample_bits = base[rows], target_bits[rows]
+    itemsize = target_bits.itemsize
+    delta = np.zeros(sample.shape, dtype=base.dtype)
+    best_size, best_rank = np.inf, 1
+    for rank in range(1, a.shape[0] + 1):
+        delta += np.multiply.outer(b[rows, rank - 1], a[rank - 1]).astype(base.dtype, copy=False)
+        planes = _bits.residual(sample_bits, sample + delta, name)
+        size = _bits.estimated_size(planes, itemsize) * rows_total / rows.size + 4 * rank * (rows_total + cols)
+        if size < best_size:
+            best_size, best_rank = size, rank
+    return best_rank
+
+
+def given_factors(side_data: Mapping[str, Tensor], rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """LoRA factors from `--update-data`: lora_a (r x in) and lora_b (out x r), as float32."""
+    missing = [k for k in ("lora_a", "lora_b") if k not in side_data]
+    if missing:
+        raise ThetaError(
+            f"low-rank update data lacks {', '.join(missing)}; give lora_a (r x {cols}) and lora_b ({rows} x r)"
+        )
+    a_t, b_t = side_data["lora_a"], side_data["lora_b"]
+    for key, t in (("lora_a", a_t), ("lora_b", b_t)):
+        if t.dtype not in _bits.FLOATS or len(t.shape) != 2:
+            raise ThetaError(f"low-rank update data: {key} must be a 2-D float array, got {t.dtype} {list(t.shape)}")
+    a = _bits.to_values(_bits.raw_bits(a_t), a_t.dtype).reshape(a_t.shape).astype(np.float32)
+    b = _bits.to_values(_bits.raw_bits(b_t), b_t.dtype).reshape(b_t.shape).astype(np.float32)
+    if a.shape[1] != cols or b.shape[0] != rows or a.shape[0] != b.shape[1]:
+        raise ThetaError(
+            f"low-rank update data: lora_a is {list(a.shape)} and lora_b {list(b.shape)}; for a weight of"
+            f" {rows} x {cols} they must be r x {cols} and {rows} x r"
+        )
+    return b, a
+
+
+@frozen
+class LowRankUpdate(UpdateType):
+    name = "low-rank"
+
+    def encode(
+        self, tensor: Tensor, base: Tensor | None, side_data: Mapping[str, Tensor] | None = None
+    ) -> Update | None:
+        found = _bits.operands(tensor, base)
+        if found is None:
+            return None
+        target_bits, base_values = found
+        name = tensor.dtype
+        rows, cols = base_values.shape
+        params: dict[str, Any] = {}
+        with np.errstate(all="ignore"):
+            target_values = _bits.to_values(target_bits, name)
+            change = np.nan_to_num(target_values - base_values, nan=0.0, posinf=0.0, neginf=0.0)
+            if side_data:
+                b, a = given_factors(side_data, rows, cols)
+                scale = fitted_scale(change, b, a)
+                if scale != 1.0:
+                    b, params["lora_scale"] = (b * np.float32(scale)).astype(np.float32), scale
+                params["factors"] = "update-data"
+            else:
+                b, a = top_factors(change, MAX_RANK)
+                rank = choose_rank(base_values, target_bits, b, a, name)
+                b, a = np.ascontiguousarray(b[:, :rank]), np.ascontiguousarray(a[:rank])
+                params["factors"] = "svd"
+            planes = _bits.residual(target_bits, reconstruct(base_values, b, a), name)
+        if not _bits.worthwhile(a.nbytes + b.nbytes + _bits.estimated_size(planes, target_bits.itemsize), target_bits):
+            return None
+        params["rank"] = int(a.shape[0])
+        arrays = {"a": Tensor.from_numpy(a), "b": Tensor.from_numpy(b), **_bits.residual_arrays(planes)}
+        return Update(arrays=arrays, params=params)
+
+    def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
+        base_values = _bits.base_values(base, info, "a low-rank")
+        rows, cols = base_values.shape
+        a, b = update.arrays["a"].numpy(), update.arrays["b"].numpy()
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != cols or b.shape[0] != rows or a.shape[0] != b.shape[1]:
+            raise ThetaError(
+                f"low-rank factors {list(b.shape)} @ {list(a.shape)} do not fit {info.dtype} {list(info.shape)}"
+            )
+        with np.errstate(all="ignore"):
+            return _bits.corrected(reconstruct(base_values, b, a), update.arrays, info)

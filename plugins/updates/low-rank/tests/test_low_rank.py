@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+import updatekit as kit
+from theta_update_low_rank import LowRankUpdate
+
+from theta.errors import ThetaError
+from theta.formats import TensorInfo
+from theta.tensors import Tensor
+
+LOW_RANK = LowRankUpdate()
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_lora_merged_into_every_matrix_round_trips_exactly(dtype: torch.dtype) -> None:
+    for name, w in kit.transformer(dtype).items():
+        if w.dim() < 2:
+            assert LOW_RANK.encode(kit.as_theta(w * 2), kit.as_theta(w)) is None, name
+            continue
+        b, a = kit.lora_factors(w)
+        update = kit.exact(LOW_RANK, kit.as_theta(kit.merged(w, b, a)), kit.as_theta(w))
+        assert update is not None and update.params["rank"] == 8, name
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_any_change_that_it_encodes_round_trips_exactly(dtype: torch.dtype) -> None:
+    kit.assert_exact_on_training_changes(LOW_RANK, dtype)
+
+
+def test_a_convolution_kernel_is_seen_as_a_matrix() -> None:
+    torch.manual_seed(0)
+    w = torch.nn.Conv2d(16, 32, 3).weight.detach()
+    b, a = kit.lora_factors(w.reshape(32, -1))
+    new = (w.reshape(32, -1) + b @ a).reshape(w.shape)
+    update = kit.exact(LOW_RANK, kit.as_theta(new), kit.as_theta(w))
+    assert update is not None and update.arrays["a"].shape == (8, 16 * 9)
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_a_rank_8_update_is_smallest_as_low_rank(dtype: torch.dtype) -> None:
+    w = kit.feed_forward(dtype)
+    kit.assert_smallest("low-rank", kit.sizes(kit.merged(w, *kit.lora_factors(w)), w), margin=1.5)
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_side_loaded_lora_factors_are_used(dtype: torch.dtype) -> None:
+    w = kit.feed_forward(dtype)
+    b, a = kit.lora_factors(w, rank=4)
+    side = {"lora_a": kit.as_theta(a.to(dtype)), "lora_b": kit.as_theta(b.to(dtype))}
+    new = kit.merged(w, b.to(dtype).float(), a.to(dtype).float())
+    update = kit.exact(LOW_RANK, kit.as_theta(new), kit.as_theta(w), side)
+    assert update is not None and update.params == {"factors": "update-data", "rank": 4}
+    assert kit.stored_size(update.arrays) * 3 < kit.stored_size({"w": kit.as_theta(new)})
+
+
+def test_unscaled_lora_factors_get_their_scale_fitted() -> None:
+    w = kit.feed_forward(torch.float32)
+    b, a = kit.lora_factors(w, rank=4)
+    new = kit.merged(w, b * 2.0, a)  # lora_alpha / r = 2, not applied to the saved factors
+    side = {"lora_a": kit.as_theta(a), "lora_b": kit.as_theta(b)}
+    update = kit.exact(LOW_RANK, kit.as_theta(new), kit.as_theta(w), side)
+    assert update is not None and update.params["lora_scale"] == pytest.approx(2.0, rel=1e-4)
+
+
+def test_side_data_that_does_not_fit_is_an_error() -> None:
+    w = kit.as_theta(kit.feed_forward(torch.float32))
+    a, b = Tensor.from_numpy(np.ones((4, 64), np.float32)), Tensor.from_numpy(np.ones((256, 4), np.float32))
+    with pytest.raises(ThetaError, match="lacks lora_b"):
+        LOW_RANK.encode(w, w, {"lora_a": a})
+    with pytest.raises(ThetaError, match=r"lora_a is \[4, 256\] and lora_b \[256, 4\]"):
+        LOW_RANK.encode(w, w, {"lora_a": Tensor.from_numpy(np.ones((4, 256), np.float32)), "lora_b": b})
+    with pytest.raises(ThetaError, match="2-D float array, got int32"):
+        LOW_RANK.encode(w, w, {"lora_a": Tensor.from_numpy(np.ones((4, 64), np.int32)), "lora_b": b})
+
+
+@pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)
+def test_a_dense_change_gains_nothing(dtype: torch.dtype) -> None:
+    kit.assert_no_gain_on_a_dense_change("low-rank", dtype)
+
+
+def test_it_applies_only_to_float_matrices_with_a_base() -> None:
+    w = kit.as_theta(kit.feed_forward(torch.float32))
+    ints = Tensor.from_numpy(np.arange(64, dtype=np.int32).reshape(8, 8))
+    assert LOW_RANK.encode(w, None) is None
+    assert LOW_RANK.encode(ints, ints) is None
+    assert LOW_RANK.encode(w, kit.as_theta(kit.feed_forward(torch.bfloat16))) is None
+
+
+def test_factors_that_do_not_fit_the_layout_are_an_error() -> None:
+    w = kit.feed_forward(torch.float32)
+    update = LOW_RANK.encode(kit.as_theta(kit.merged(w, *kit.lora_factors(w))), kit.as_theta(w))
+    assert update is not None
+    with pytest.raises(ThetaError, match=r"do not fit float32 \[64, 256\]"):
+        LOW_RANK.decode(update, kit.as_theta(w.T.contiguous()), TensorInfo(dtype="float32", shape=(64, 256)))

@@ -1,0 +1,60 @@
+"""The sparse update type: the positions of the elements whose bits changed, and their new bits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from attrs import frozen
+
+from theta.errors import ThetaError
+from theta.formats import TensorInfo
+from theta.tensors import Tensor, dtype
+from theta.updates import Update, UpdateType
+from theta_update_sparse import indices
+
+__all__ = ["SparseUpdate"]
+
+_UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def raw_bits(tensor: Tensor) -> np.ndarray:
+    """The elements as little-endian unsigned integers of their width, flat: any dtype compares bit for bit."""
+    return np.frombuffer(tensor.data, dtype=np.dtype(_UINTS[dtype(tensor.dtype).itemsize]).newbyteorder("<"))
+
+
+@frozen
+class SparseUpdate(UpdateType):
+    name = "sparse"
+
+    def encode(
+        self, tensor: Tensor, base: Tensor | None, side_data: Mapping[str, Tensor] | None = None
+    ) -> Update | None:
+        if base is None or not tensor.same_layout(base) or tensor.numel == 0:
+            return None
+        new = raw_bits(tensor)
+        positions = np.flatnonzero(new != raw_bits(base))
+        values = new[positions]
+        forms = indices.encodings(positions, tensor.numel)
+        form = min(indices.FORMS, key=lambda f: indices.stored_size(forms[f]))
+        if forms[form].nbytes + values.nbytes >= tensor.nbytes:
+            return None
+        arrays = {"index": Tensor.from_numpy(forms[form]), "values": Tensor.from_numpy(values, dtype_name=tensor.dtype)}
+        return Update(arrays=arrays, params={"index": form, "count": int(positions.size)})
+
+    def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
+        if base is None or base.dtype != info.dtype or base.shape != info.shape:
+            raise ThetaError(f"a sparse update needs a base of {info.dtype} {list(info.shape)}")
+        form, values = update.params.get("index"), update.arrays["values"]
+        if form not in indices.FORMS or values.dtype != info.dtype:
+            raise ThetaError(
+                f"sparse update with index form {form!r} and {values.dtype} values cannot rebuild {info.dtype}"
+            )
+        positions = indices.decoded(form, update.arrays["index"].numpy(), base.numel)
+        if positions.size != values.numel or (positions.size and (positions[0] < 0 or positions[-1] >= base.numel)):
+            raise ThetaError(
+                f"sparse update holds {values.numel} values for {positions.size} positions in {base.numel} elements"
+            )
+        bits = raw_bits(base).copy()
+        bits[positions] = values.numpy().reshape(-1).view(bits.dtype)
+        return Tensor.from_numpy(bits.reshape(info.shape), dtype_name=info.dtype)

@@ -1,0 +1,145 @@
+"""Helpers shared by the tests of the sparse, low-rank and ia3 update types.
+
+Each of those plugins' tests/conftest.py loads this file as the module `updatekit`. It gives
+real framework tensors (a small PyTorch transformer layer in float32, float16 and bfloat16),
+the changes each update type is made for, the stored size as the kernel counts it (each array
+zstd-compressed when that is smaller) and an exactness check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import zstandard
+
+from theta.formats import TensorInfo
+from theta.plugins import default_manager
+from theta.tensors import Tensor
+from theta.updates import Update, UpdateType
+
+ZSTD_LEVEL = 3
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def transformer(dtype: torch.dtype, sgd_steps: int = 0) -> dict[str, torch.Tensor]:
+    """A transformer encoder layer's weights at init, or after a few SGD steps (every value moves)."""
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=256, batch_first=True)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.05)
+    for _ in range(sgd_steps):
+        x = torch.randn(4, 16, 64)
+        optimizer.zero_grad()
+        (layer(x) - x).pow(2).mean().backward()
+        optimizer.step()
+    return {k: v.detach().to(dtype).contiguous() for k, v in layer.state_dict().items()}
+
+
+def feed_forward(dtype: torch.dtype) -> torch.Tensor:
+    """A 256 x 64 feed-forward weight (linear1 of the layer)."""
+    return transformer(dtype)["linear1.weight"]
+
+
+def as_theta(t: torch.Tensor) -> Tensor:
+    """The tensor as the kernel sees it; bfloat16 through its raw bits."""
+    if t.dtype == torch.bfloat16:
+        return Tensor.from_numpy(t.contiguous().view(torch.int16).numpy().view(np.uint16), dtype_name="bfloat16")
+    return Tensor.from_numpy(t.contiguous().numpy())
+
+
+def scattered(w: torch.Tensor, share: float = 0.02, seed: int = 1) -> torch.Tensor:
+    """`share` of the elements, at random places, moved by about 5% of their value."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(w.shape, generator=g) < share
+    moved = w.float() * (1 + 0.05 * torch.randn(w.shape, generator=g))
+    return torch.where(mask, moved.to(w.dtype), w)
+
+
+def lora_factors(w: torch.Tensor, rank: int = 8, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """B (out x rank) and A (rank x in), float32, whose product is about as large as w's elements."""
+    g = torch.Generator().manual_seed(seed)
+    scale = float(w.float().std()) / rank**0.5
+    b = torch.randn(w.shape[0], rank, generator=g) * scale**0.5
+    a = torch.randn(rank, w.shape[1], generator=g) * scale**0.5
+    return b, a
+
+
+def merged(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """What merging a LoRA adapter does: w + b @ a in float32, cast back."""
+    return (w.float() + b @ a).to(w.dtype)
+
+
+def ia3_scale(length: int, seed: int = 3) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 1 + 0.2 * torch.randn(length, generator=g)
+
+
+def ia3_scaled(w: torch.Tensor, scale: torch.Tensor, axis: str) -> torch.Tensor:
+    """w times a per-row or per-column vector, multiplied in w's own dtype (as merging IA3 does)."""
+    s = scale.to(w.dtype)
+    return w * (s[:, None] if axis == "rows" else s[None, :])
+
+
+def perturbed(w: torch.Tensor, seed: int = 4) -> torch.Tensor:
+    """Every element moved by noise as large as the weights: nothing to predict."""
+    g = torch.Generator().manual_seed(seed)
+    return (w.float() + torch.randn(w.shape, generator=g) * w.float().std()).to(w.dtype)
+
+
+def stored_size(arrays: Mapping[str, Tensor]) -> int:
+    """Bytes in the object store: each array as it is, or zstd-compressed when that is smaller."""
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return sum(min(a.nbytes, len(compressor.compress(bytes(a.data)))) for a in arrays.values())
+
+
+def update_types() -> dict[str, UpdateType]:
+    """Every installed update type, found through the `theta` entry points."""
+    return dict(default_manager().registry.update_types)
+
+
+def exact(
+    kind: UpdateType, tensor: Tensor, base: Tensor | None, side: Mapping[str, Tensor] | None = None
+) -> Update | None:
+    """Encode; when the type applies, check that decoding gives the same bits and encoding again the same update."""
+    update = kind.encode(tensor, base, side)
+    if update is not None:
+        decoded = kind.decode(update, base, TensorInfo(dtype=tensor.dtype, shape=tensor.shape))
+        assert decoded.same_layout(tensor) and decoded.sha256() == tensor.sha256()
+        again = kind.encode(tensor, base, side)
+        assert again is not None and again.params == update.params
+        assert {k: a.sha256() for k, a in again.arrays.items()} == {k: a.sha256() for k, a in update.arrays.items()}
+    return update
+
+
+def sizes(tensor: torch.Tensor, base: torch.Tensor) -> dict[str, int | None]:
+    """The stored size of every update type's exact encoding of `tensor` (None: not applicable)."""
+    new, old = as_theta(tensor), as_theta(base)
+    found = {}
+    for name, kind in update_types().items():
+        update = exact(kind, new, old if kind.needs_base else None)
+        found[name] = None if update is None else stored_size(update.arrays)
+    return found
+
+
+def assert_smallest(name: str, found: dict[str, int | None], margin: float = 1.0) -> None:
+    """`name` applies and beats every other type by at least `margin` times."""
+    mine = found[name]
+    assert mine is not None, found
+    others = [size for other, size in found.items() if other != name and size is not None]
+    assert all(mine * margin < size for size in others), found
+
+
+def assert_no_gain_on_a_dense_change(name: str, dtype: torch.dtype) -> None:
+    """With every element moved unpredictably, `name` does not apply or is not smaller than dense."""
+    w = feed_forward(dtype)
+    found = sizes(perturbed(w), w)
+    assert found[name] is None or found[name] >= found["dense"], found
+
+
+def assert_exact_on_training_changes(kind: UpdateType, dtype: torch.dtype) -> None:
+    """Every weight after SGD steps, and after a scattered change, round-trips wherever `kind` applies."""
+    init, trained = transformer(dtype), transformer(dtype, sgd_steps=3)
+    for name, w in init.items():
+        exact(kind, as_theta(trained[name]), as_theta(w))
+        exact(kind, as_theta(scattered(w)), as_theta(w))

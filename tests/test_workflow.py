@@ -1,0 +1,171 @@
+"""The everyday workflow with real git and git-lfs: track, commit, switch, rewrite history."""
+
+from __future__ import annotations
+
+import json
+
+from sample_models import checkpoint_bytes, edited, make_model
+from theta.testing import GitRepo
+
+MODEL = "model.safetensors"
+
+
+def objects(repo: GitRepo) -> set[str]:
+    root = repo.path / ".git" / "lfs" / "objects"
+    return {p.name for p in root.rglob("*") if p.is_file()}
+
+
+def commit_model(repo: GitRepo, data: bytes, message: str) -> str:
+    repo.write(MODEL, data)
+    return repo.commit_all(message)
+
+
+def test_track_writes_attributes_and_hook(repo: GitRepo) -> None:
+    repo.theta("track", "*.safetensors")
+    attributes = repo.read(".gitattributes").decode()
+    assert "*.safetensors filter=theta diff=theta merge=theta" in attributes
+    assert ".gitattributes" in repo.git("diff", "--cached", "--name-only").stdout
+    assert (repo.path / ".git" / "hooks" / "pre-push").exists()
+    repo.write(MODEL, checkpoint_bytes(make_model()))
+    repo.commit_all("v1")
+    assert repo.theta("ls-files").stdout.split() == [MODEL]
+
+
+def test_commit_stores_metadata_and_one_object_per_tensor(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    stored = json.loads(repo.blob(f"HEAD:{MODEL}"))
+    assert stored["format"] == "safetensors"
+    assert sorted(stored["parameters"]) == sorted(make_model())
+    assert len(objects(repo)) == len(make_model()) + 1 - 3  # 4 zero biases share one object; + skeleton
+    assert repo.status() == ""
+
+
+def test_second_version_stores_only_the_changed_tensor(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    before = objects(repo)
+    commit_model(repo, edited(v1, "layers.2.attn.weight"), "v2")
+    added = objects(repo) - before
+    stored = json.loads(repo.blob(f"HEAD:{MODEL}"))
+    last_step = stored["parameters"]["layers.2.attn.weight"]["steps"][-1]
+    assert added == {record["oid"] for record in last_step["objects"].values()}
+    assert sum(record["size"] for record in last_step["objects"].values()) <= 64 * 64 * 4
+
+
+def test_switching_commits_and_branches_is_exact(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    first = commit_model(repo, v1, "v1")
+    v2 = edited(v1, "embed.weight")
+    commit_model(repo, v2, "v2")
+    repo.git("checkout", "-q", first)
+    assert repo.read(MODEL) == v1
+    assert repo.status() == ""
+    repo.git("checkout", "-q", "-b", "other")
+    v3 = edited(v1, "layers.0.norm.bias", 0.5)
+    commit_model(repo, v3, "v3")
+    repo.git("checkout", "-q", "main")
+    assert repo.read(MODEL) == v2
+    repo.git("checkout", "-q", "other")
+    assert repo.read(MODEL) == v3
+    assert repo.status() == ""
+
+
+def test_clean_is_idempotent(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    stored = repo.blob(f"HEAD:{MODEL}")
+    rehashed = repo.git("hash-object", f"--path={MODEL}", "--stdin", input=stored).stdout.strip()
+    assert rehashed == repo.git("rev-parse", f"HEAD:{MODEL}").stdout.strip()
+
+
+def test_stash_and_reset_hard(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    v2 = edited(v1, "layers.1.mlp.weight")
+    repo.write(MODEL, v2)
+    repo.git("stash")
+    assert repo.read(MODEL) == v1
+    repo.git("stash", "pop")
+    assert repo.read(MODEL) == v2
+    repo.git("reset", "-q", "--hard")
+    assert repo.read(MODEL) == v1
+    assert repo.status() == ""
+
+
+def test_rebase_and_cherry_pick(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    repo.write("README", b"base\n")
+    commit_model(repo, v1, "v1")
+    repo.git("checkout", "-q", "-b", "feature")
+    v2 = edited(v1, "layers.3.attn.weight")
+    commit_model(repo, v2, "v2 on feature")
+    repo.git("checkout", "-q", "main")
+    repo.write("README", b"main moved on\n")
+    repo.commit_all("docs")
+    repo.git("checkout", "-q", "feature")
+    repo.git("rebase", "-q", "main")
+    assert repo.read(MODEL) == v2
+    assert repo.read("README") == b"main moved on\n"
+    v3 = edited(v2, "embed.weight", 2.0)
+    pick = commit_model(repo, v3, "v3 on feature")
+    repo.git("checkout", "-q", "main")
+    repo.git("cherry-pick", pick)
+    assert repo.read(MODEL) == checkpoint_bytes_with(v1, {"embed.weight": v3})
+    assert repo.status() == ""
+
+
+def checkpoint_bytes_with(base: bytes, sources: dict[str, bytes]) -> bytes:
+    from safetensors.numpy import load
+
+    model = dict(load(base))
+    for name, data in sources.items():
+        model[name] = load(data)[name]
+    return checkpoint_bytes(model)
+
+
+def test_merge_of_disjoint_changes_is_automatic(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    repo.git("checkout", "-q", "-b", "a")
+    commit_model(repo, edited(v1, "layers.0.attn.weight"), "a")
+    repo.git("checkout", "-q", "main")
+    commit_model(repo, edited(v1, "layers.3.attn.weight"), "b")
+    repo.git("merge", "-q", "--no-edit", "a")
+    from safetensors.numpy import load
+
+    merged = load(repo.read(MODEL))
+    assert merged["layers.0.attn.weight"].reshape(-1)[0] == load(v1)["layers.0.attn.weight"].reshape(-1)[0] + 1
+    assert merged["layers.3.attn.weight"].reshape(-1)[0] == load(v1)["layers.3.attn.weight"].reshape(-1)[0] + 1
+    assert repo.status() == ""
+
+
+def test_merge_of_the_same_parameter_conflicts(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    repo.git("checkout", "-q", "-b", "a")
+    commit_model(repo, edited(v1, "embed.weight", 1.0), "a")
+    repo.git("checkout", "-q", "main")
+    commit_model(repo, edited(v1, "embed.weight", 2.0), "b")
+    result = repo.git("merge", "--no-edit", "a", check=False)
+    assert result.returncode != 0
+    assert "'embed.weight'" in result.stderr
+    assert "CONFLICT" in result.stdout
+
+
+def test_diff_names_the_changed_parameter(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    repo.write(MODEL, edited(v1, "layers.1.attn.weight"))
+    diff = repo.git("diff").stdout
+    changed = [line for line in diff.splitlines() if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+    assert len(changed) == 2
+    assert all("layers.1.attn.weight" in line for line in changed)
+
+
+def test_metadata_names_no_commit(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    first = commit_model(repo, v1, "v1")
+    commit_model(repo, edited(v1, "embed.weight"), "v2")
+    text = repo.blob(f"HEAD:{MODEL}").decode()
+    assert first not in text and first[:12] not in text
