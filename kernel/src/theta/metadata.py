@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from attrs import field, frozen, validators
+from attrs import field, frozen
 
 from theta.errors import SpecError
 from theta.specfiles import make_converter, structure
@@ -31,6 +31,14 @@ def _oid(_: Any, attribute: Any, value: str) -> None:
 def _hash(_: Any, attribute: Any, value: str) -> None:
     if not _HASH.match(value):
         raise ValueError(f"{attribute.name} must be 'sha256:' and 64 lower-case hex digits, got {value!r}")
+
+
+def _one_of(*allowed: str) -> Any:
+    def check(_: Any, attribute: Any, value: str) -> None:
+        if value not in allowed:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(allowed)}, got {value!r}")
+
+    return check
 
 
 def _non_negative(_: Any, attribute: Any, value: int) -> None:
@@ -54,7 +62,7 @@ class ArrayObject:
     size: int = field(validator=_non_negative)
     dtype: str
     shape: tuple[int, ...]
-    codec: str = field(default="raw", validator=validators.in_(CODECS))
+    codec: str = field(default="raw", validator=_one_of(*CODECS))
 
 
 @frozen(kw_only=True)
@@ -87,7 +95,7 @@ class Parameter:
 
 @frozen(kw_only=True)
 class Metadata:
-    theta: str = field(validator=validators.in_((METADATA_VERSION,)))
+    theta: str = field(validator=_one_of(METADATA_VERSION))
     format: str
     skeleton: Blob | None = None
     parameters: dict[str, Parameter] = field(factory=dict)

@@ -6,9 +6,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx_models import cnn_bytes, transformer_bytes
+from theta_format_onnx.format import OnnxFormat
+
 from theta.tensors import Tensor
 from theta.testing import GitRepo, read_checkpoint, write_checkpoint
-from theta_format_onnx.format import OnnxFormat
 
 FMT = OnnxFormat()
 
@@ -47,6 +48,8 @@ def test_external_data_commit_modify_checkout(repo: GitRepo, monkeypatch: pytest
                     size_threshold=1024)  # fmt: skip
     graph_v1, data_v1 = repo.read("model.onnx"), repo.read("model.onnx.data")
     first = repo.commit_all("v1")
+    stored = repo.blob("HEAD:model.onnx.data")
+    assert b"onnx::MatMul_326" in stored and len(stored) < len(data_v1)  # tensors went into objects
     data_v2 = changed(data_v1, ["onnx::MatMul_326"], "model.onnx.data")
     graph_v2 = changed(graph_v1, ["layers.0.norm1.bias"])
     repo.write("model.onnx.data", data_v2)

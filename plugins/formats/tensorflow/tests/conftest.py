@@ -175,6 +175,8 @@ def _write(root: Path) -> Files:
         model = build()
         model.save_weights(str(root / f"{name}.weights.h5"))
         model.save(str(root / f"{name}.keras"))
+        if name == "cnn":
+            model.save(str(root / "cnn_legacy.h5"))  # the Keras 2 whole-model HDF5 format
         weights[name] = [np.asarray(w) for w in model.get_weights()]
 
     checkpoints: dict[str, dict[str, np.ndarray]] = {}

@@ -26,6 +26,7 @@ class TestKerasH5Contract(FormatContract):
     def samples(self, tmp_path: Path) -> Iterator[tuple[str, bytes]]:
         for model in MODELS:
             yield f"{model}.weights.h5", self.files.path(f"{model}.weights.h5").read_bytes()
+        yield "cnn_legacy.h5", self.files.path("cnn_legacy.h5").read_bytes()
 
     def other_format_sample(self, tmp_path: Path) -> bytes:
         from safetensors.numpy import save
@@ -110,3 +111,47 @@ def test_hdf5_with_a_damaged_body_is_rejected(tf_files: Any) -> None:
     data[8:64] = bytes(56)
     with pytest.raises(FormatError, match=r"bad\.weights\.h5: not a readable HDF5 file"):
         read_checkpoint(KerasH5Format(), bytes(data), "bad.weights.h5")
+
+
+def test_any_hdf5_layout_round_trips(tmp_path: Path) -> None:
+    """Big-endian and userblock files give parameters; chunked, compressed and string data stay in the skeleton."""
+    path = tmp_path / "mixed.h5"
+    with h5py.File(path, "w", userblock_size=512) as h5:
+        h5["big"] = np.arange(6, dtype=">i4").reshape(2, 3)
+        h5["flags"] = np.array([True, False, True])
+        h5["scalar"] = np.float64(2.5)
+        h5.create_dataset("packed", data=np.ones((64, 64), np.float32), compression="gzip")
+        h5.create_dataset("chunked", data=np.ones(100, np.float32), chunks=(10,))
+        h5["names"] = np.array([b"a", b"bc"])
+        h5.attrs["note"] = "kept"
+    data = path.read_bytes()
+    assert KerasH5Format().sniff(data[:4096])
+    skeleton, tensors = read_checkpoint(KerasH5Format(), data, "mixed.h5")
+    assert {k: (t.dtype, t.shape) for k, t in tensors.items()} == {
+        "big": ("int32", (2, 3)),
+        "flags": ("bool", (3,)),
+        "scalar": ("float64", ()),
+    }
+    assert tensors["big"].numpy().tolist() == [[0, 1, 2], [3, 4, 5]]
+    tensors["big"] = Tensor.from_numpy(np.full((2, 3), 7, np.int32))
+    rebuilt = write_checkpoint(KerasH5Format(), skeleton, tensors)
+    target = tmp_path / "rebuilt.h5"
+    target.write_bytes(rebuilt)
+    with h5py.File(target) as h5:
+        assert h5["big"].dtype == np.dtype(">i4")
+        assert h5["big"][()].tolist() == [[7] * 3] * 2
+        assert h5["packed"][()].sum() == 64 * 64
+        assert h5.attrs["note"] == "kept"
+
+
+def test_legacy_whole_model_file_loads_after_a_change(tf_files: Any, tmp_path: Path) -> None:
+    name = "cnn_legacy.h5"
+    skeleton, tensors = read_checkpoint(KerasH5Format(), tf_files.path(name).read_bytes(), name)
+    bias = "model_weights/head/cnn/head/bias"
+    assert bias in tensors
+    tensors[bias] = Tensor.from_numpy(np.full(5, -3.0, np.float32))
+    target = tmp_path / name
+    target.write_bytes(write_checkpoint(KerasH5Format(), skeleton, tensors))
+    restored = tf_files.load_model(target)
+    assert restored[-1].tolist() == [-3.0] * 5
+    assert tf_files.bits(restored[:-1]) == tf_files.bits(tf_files.weights["cnn"][:-1])

@@ -183,3 +183,15 @@ def test_index_is_not_a_data_shard(tf_files: Any) -> None:
     index = tf_files.path("cnn/ckpt-1.index")
     with pytest.raises(FormatError, match="Track the data shard, not the index"):
         read_checkpoint(TFCheckpointFormat(), index.read_bytes(), str(index))
+
+
+def test_refresh_index_command(tf_files: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from theta_format_tensorflow.refresh_index import main
+
+    prefix = copy_checkpoint(tf_files.path("transformer"), tmp_path / "ckpt")
+    index = prefix.with_name("ckpt-1.index")
+    before = index.read_bytes()
+    assert main([str(index)]) == 0
+    assert index.read_bytes() == before  # nothing changed: the index is left as it was
+    assert "0 tensor CRC(s) updated" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.index")]) == 1

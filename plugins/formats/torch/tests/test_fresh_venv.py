@@ -1,4 +1,4 @@
-"""The plugin installs and works in a fresh environment with only the kernel and torch."""
+"""The plugin installs and works in a fresh environment with only the kernel, `dense` and torch."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch_samples import saved, transformer_state
 
 PLUGIN = Path(__file__).resolve().parents[1]
 KERNEL = PLUGIN.parents[2] / "kernel"
+DENSE = PLUGIN.parents[2] / "plugins" / "updates" / "dense"  # the update type every checkout needs
 TORCH_PIN = "torch==2.13.0"  # a CPU build from local disk; never install torch unpinned here
 
 
@@ -44,7 +45,7 @@ def test_fresh_venv_track_commit_checkout(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     bin_dir = venv / "bin"
     subprocess.run(
-        [str(bin_dir / "pip"), "install", "-q", TORCH_PIN, str(KERNEL), str(PLUGIN)],
+        [str(bin_dir / "pip"), "install", "-q", TORCH_PIN, str(KERNEL), str(DENSE), str(PLUGIN)],
         check=True,
         capture_output=True,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from attrs import define, field, frozen
 
+from theta.tensors import dtype
 from theta_format_onnx import dtypes as D
 from theta_format_onnx.wire import LEN, VARINT, Buffer, Field, WireError, iter_fields, read_varint
 
@@ -208,8 +209,6 @@ def _tensor(buf: Buffer, tensor_field: Field, graph: Container, walk: ModelWalk)
 
 
 def _nbytes(dtype_name: str, shape: tuple[int, ...]) -> int:
-    from theta.tensors import dtype
-
     n = dtype(dtype_name).itemsize
     for d in shape:
         n *= d

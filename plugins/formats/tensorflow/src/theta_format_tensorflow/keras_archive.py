@@ -177,8 +177,13 @@ def _rebuild(skeleton: Skeleton, layout: Layout, member: dict[str, Any], out: Bi
     """A new archive: the other members copied as they were, the weights rebuilt with h5py."""
     weights = hdf5.rebuild(skeleton, layout, member["start"], member["size"])
     with weights, tempfile.TemporaryFile() as old:
-        zeros = {r.name: Tensor(dtype=r.dtype, shape=r.shape, data=bytes(r.size)) for r in skeleton.regions}
-        splice(skeleton, lambda name: zeros[name], old)
+        regions = {r.name: r for r in skeleton.regions}
+
+        def zeros(name: str) -> Tensor:  # the old weights member is replaced: its values do not matter
+            r = regions[name]
+            return Tensor(dtype=r.dtype, shape=r.shape, data=bytes(r.size))
+
+        splice(skeleton, zeros, old)
         old.seek(0)
         with zipfile.ZipFile(old) as source, zipfile.ZipFile(out, "w") as target:
             for info in source.infolist():

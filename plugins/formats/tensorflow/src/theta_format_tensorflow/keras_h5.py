@@ -29,12 +29,16 @@ class KerasH5Format(CheckpointFormat):
                 " If it is another format, set theta-format in .gitattributes"
             )
         spooled = source.spool()
-        file = spooled.open("rb")
         size = spooled.stat().st_size
-        with hdf5.open_hdf5(file, source.path) as h5:
-            found = hdf5.regions_of(h5)
-        regions = check_regions(found, size, source.path)
-        skeleton = cut(file, size, regions, KIND, {})
+        file = spooled.open("rb")
+        try:
+            with hdf5.open_hdf5(file, source.path) as h5:
+                found = hdf5.regions_of(h5)
+            regions = check_regions(found, size, source.path)
+            skeleton = cut(file, size, regions, KIND, {})
+        except BaseException:
+            file.close()
+            raise
         return Checkpoint(skeleton=skeleton.encode(), parameters=tensors(file, regions, source.path))
 
     def write(self, layout: Layout, sink: BinaryIO) -> None:

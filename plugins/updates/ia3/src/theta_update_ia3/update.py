@@ -33,6 +33,15 @@ def given_scale(side_data: Mapping[str, Tensor], rows: int, cols: int) -> list[t
     return [(axis, vector) for axis in axes]
 
 
+def sampled_size(base: np.ndarray, target_bits: np.ndarray, name: str, axis: str, vector: np.ndarray) -> float:
+    """The stored size of a scale and its residual, estimated on evenly spaced rows."""
+    rows, cols = base.shape
+    sample = _bits.evenly_spaced(rows, _bits.SAMPLE_ELEMENTS // cols)
+    part = vector[sample] if axis == "rows" else vector
+    planes = _bits.residual(target_bits[sample], scaled(base[sample], part, axis), name)
+    return vector.nbytes + _bits.estimated_size(planes, target_bits.itemsize) * rows / sample.size
+
+
 @frozen
 class IA3Update(UpdateType):
     name = "ia3"
@@ -52,15 +61,9 @@ class IA3Update(UpdateType):
             else:
                 candidates = [(axis, estimated_scale(base_values, target_bits, name, axis)) for axis in AXES]
                 source = "estimated"
-            best: tuple[float, str, np.ndarray, np.ndarray] | None = None
-            for axis, vector in candidates:
-                planes = _bits.residual(target_bits, scaled(base_values, vector, axis), name)
-                size = vector.nbytes + _bits.estimated_size(planes, target_bits.itemsize)
-                if best is None or size < best[0]:
-                    best = (size, axis, vector, planes)
-        assert best is not None
-        size, axis, vector, planes = best
-        if not _bits.worthwhile(size, target_bits):
+            axis, vector = min(candidates, key=lambda c: sampled_size(base_values, target_bits, name, *c))
+            planes = _bits.residual(target_bits, scaled(base_values, vector, axis), name)
+        if not _bits.worthwhile(vector.nbytes + _bits.estimated_size(planes, target_bits.itemsize), target_bits):
             return None
         arrays = {"scale": Tensor.from_numpy(vector), **_bits.residual_arrays(planes)}
         return Update(arrays=arrays, params={"axis": axis, "scale": source})

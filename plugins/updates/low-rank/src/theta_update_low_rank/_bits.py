@@ -16,6 +16,8 @@ from theta.tensors import Tensor, dtype
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 GAIN = 0.9
+SAMPLE_ELEMENTS = 1 << 16
+ESTIMATE_BYTES = 1 << 20
 
 
 def raw_bits(tensor: Tensor) -> np.ndarray:
@@ -69,20 +71,31 @@ def to_bits(values: np.ndarray, name: str) -> np.ndarray:
 
 def group_bytes(bits: np.ndarray) -> np.ndarray:
     """All highest bytes, then the next ones, ... down to the lowest: a flat uint8 array."""
-    return np.ascontiguousarray(bits.view(np.uint8).reshape(-1, bits.itemsize)[:, ::-1].T).reshape(-1)
+    grouped = np.ascontiguousarray(bits).view(np.uint8).reshape(-1, bits.itemsize)[:, ::-1].T
+    return np.ascontiguousarray(grouped).reshape(-1)
 
 
 def ungroup_bytes(planes: np.ndarray, itemsize: int) -> np.ndarray:
     return np.ascontiguousarray(planes.reshape(itemsize, -1)[::-1].T).reshape(-1).view(UINTS[itemsize])
 
 
+def evenly_spaced(total: int, count: int) -> np.ndarray:
+    """About `count` (at least one, at most `total`) evenly spaced indices below `total`."""
+    return np.unique(np.linspace(0, total - 1, max(1, min(total, count))).astype(np.int64))
+
+
 def estimated_size(planes: np.ndarray, itemsize: int) -> float:
-    """About what zstd makes of byte-grouped data: the order-0 entropy of each byte plane."""
+    """About what zstd makes of byte-grouped data: the order-0 entropy of each byte plane.
+
+    Large planes are judged on an evenly strided sample of about ESTIMATE_BYTES bytes.
+    """
+    plane_size = planes.size // itemsize
+    step = max(1, plane_size // ESTIMATE_BYTES)
     total = 0.0
     for plane in planes.reshape(itemsize, -1):
-        counts = np.bincount(plane, minlength=256)
-        p = counts[counts > 0] / plane.size
-        total -= float((p * np.log2(p)).sum()) * plane.size / 8
+        counts = np.bincount(plane[::step], minlength=256)
+        p = counts[counts > 0] / counts.sum()
+        total -= float((p * np.log2(p)).sum()) * plane_size / 8
     return total
 
 
@@ -91,7 +104,9 @@ def worthwhile(size: float, target_bits: np.ndarray) -> bool:
 
     A smaller gain is not worth making the tensor depend on its previous version.
     """
-    return size < GAIN * estimated_size(group_bytes(target_bits.reshape(-1)), target_bits.itemsize)
+    flat = target_bits.reshape(-1)
+    step = max(1, flat.size // ESTIMATE_BYTES)
+    return size < GAIN * step * estimated_size(group_bytes(flat[::step]), flat.itemsize)
 
 
 def residual(target_bits: np.ndarray, approx: np.ndarray, name: str) -> np.ndarray:

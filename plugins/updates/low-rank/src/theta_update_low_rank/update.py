@@ -16,7 +16,6 @@ from theta_update_low_rank import _bits
 from theta_update_low_rank.factors import fitted_scale, top_factors
 
 MAX_RANK = 16
-SAMPLE_ELEMENTS = 1 << 16
 
 
 def reconstruct(base: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -25,22 +24,24 @@ def reconstruct(base: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
     Elementwise IEEE operations give the same bits on every machine, which a BLAS matrix
     product does not promise; the residual depends on this.
     """
-    delta = np.zeros(base.shape, dtype=base.dtype)
+    b, a = b.astype(base.dtype, copy=False), a.astype(base.dtype, copy=False)
+    delta, term = np.zeros(base.shape, dtype=base.dtype), np.empty(base.shape, dtype=base.dtype)
     for k in range(a.shape[0]):
-        delta += np.multiply.outer(b[:, k], a[k]).astype(base.dtype, copy=False)
+        delta += np.multiply.outer(b[:, k], a[k], out=term)
     return base + delta
 
 
 def choose_rank(base: np.ndarray, target_bits: np.ndarray, b: np.ndarray, a: np.ndarray, name: str) -> int:
     """The rank whose factors plus residual are estimated smallest, judged on evenly spaced rows."""
     rows_total, cols = base.shape
-    rows = np.unique(np.linspace(0, rows_total - 1, max(1, min(rows_total, SAMPLE_ELEMENTS // cols))).astype(int))
+    rows = _bits.evenly_spaced(rows_total, _bits.SAMPLE_ELEMENTS // cols)
     sample, sample_bits = base[rows], target_bits[rows]
     itemsize = target_bits.itemsize
+    b, a = b.astype(base.dtype, copy=False), a.astype(base.dtype, copy=False)
     delta = np.zeros(sample.shape, dtype=base.dtype)
     best_size, best_rank = np.inf, 1
     for rank in range(1, a.shape[0] + 1):
-        delta += np.multiply.outer(b[rows, rank - 1], a[rank - 1]).astype(base.dtype, copy=False)
+        delta += np.multiply.outer(b[rows, rank - 1], a[rank - 1])
         planes = _bits.residual(sample_bits, sample + delta, name)
         size = _bits.estimated_size(planes, itemsize) * rows_total / rows.size + 4 * rank * (rows_total + cols)
         if size < best_size:

@@ -33,7 +33,11 @@ class SparseUpdate(UpdateType):
         if base is None or not tensor.same_layout(base) or tensor.numel == 0:
             return None
         new = raw_bits(tensor)
-        positions = np.flatnonzero(new != raw_bits(base))
+        changed = new != raw_bits(base)
+        count = int(np.count_nonzero(changed))
+        if count * new.itemsize + min(count, tensor.numel // 8) >= tensor.nbytes:
+            return None  # the values and the smallest possible index would not be smaller
+        positions = np.flatnonzero(changed)
         values = new[positions]
         forms = indices.encodings(positions, tensor.numel)
         form = min(indices.FORMS, key=lambda f: indices.stored_size(forms[f]))
