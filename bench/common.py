@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernel" / "src"))
 
-from theta.testing import setup_git_home  # noqa: E402
+from theta.testing import setup_git_home
 
 PEAK = re.compile(r"filter-process peak RSS (\d+) MiB")
 

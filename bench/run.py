@@ -82,7 +82,9 @@ def main() -> None:
         budget = 300 + 2 * largest / 2**20
         rows.append(["filter peak RSS", "-", f"{theta['peak MiB']:.0f} MiB", f"budget {budget:.0f} MiB"])
         title = f"### {mib(file_size)} checkpoint, {len(make_shapes(size))} tensors, largest {mib(largest)}"
-        sections.append(title + "\n\n" + markdown_table(["step (seconds)", "git-lfs", "theta", "theta / git-lfs"], rows))
+        sections.append(
+            title + "\n\n" + markdown_table(["step (seconds)", "git-lfs", "theta", "theta / git-lfs"], rows)
+        )
         print(sections[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n\n".join(sections) + "\n")

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "kernel" / "src"))
 
 from synthetic import make_model  # noqa: E402
+
 from theta.testing import setup_git_home  # noqa: E402
 
 MODEL = "model.safetensors"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from sample_models import checkpoint_bytes, edited
-from theta.testing import GitRepo, clone
+
+from theta.testing import GitRepo
 
 MODEL = "model.safetensors"
 
@@ -84,7 +85,7 @@ def test_missing_object_at_checkout_names_file_parameter_and_oid(
     assert result.returncode != 0
     assert MODEL in result.stderr and oid in result.stderr and repr(name) in result.stderr
     target = tmp_path / "copy" / MODEL
-    assert not target.exists() or target.read_bytes() != v1[:0] and not target.read_bytes().startswith(v1[:8])
+    assert not target.exists() or (target.read_bytes() != v1[:0] and not target.read_bytes().startswith(v1[:8]))
 
 
 def test_corrupted_object_is_never_decoded(repo: GitRepo, v1: bytes) -> None:
@@ -116,7 +117,11 @@ def test_killed_filter_leaves_the_repository_usable(repo: GitRepo) -> None:
     add = subprocess.Popen(["git", "add", MODEL], cwd=repo.path, env=repo.env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     killed = False
+    objects = repo.path / ".git" / "lfs" / "objects"
     while time.monotonic() < deadline and add.poll() is None and not killed:
+        if not objects.exists() or not any(p.is_file() for p in objects.rglob("*")):
+            time.sleep(0.005)
+            continue  # kill it mid-way: once it has stored its first object
         found = subprocess.run(["pgrep", "-f", "git-theta filter-process"], capture_output=True, text=True)
         for pid in found.stdout.split():
             if str(repo.path) in os.readlink(f"/proc/{pid}/cwd"):

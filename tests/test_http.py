@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from lfs_server import giftless
 from sample_models import edited
+
 from theta.testing import GitRepo, clone
 
 MODEL = "model.safetensors"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sample_models import edited
+
 from theta.testing import GitRepo, clone
 
 MODEL = "model.safetensors"
@@ -14,9 +15,7 @@ def lfs_objects(git_dir: Path) -> set[str]:
     return {p.name for p in (git_dir / "lfs" / "objects").rglob("*") if p.is_file()}
 
 
-def test_push_then_fresh_clone_checks_out_every_version(
-    repo: GitRepo, remote: Path, tmp_path: Path, v1: bytes
-) -> None:
+def test_push_then_fresh_clone_checks_out_every_version(repo: GitRepo, remote: Path, tmp_path: Path, v1: bytes) -> None:
     repo.theta("track", "*.safetensors")
     repo.write(MODEL, v1)
     first = repo.commit_all("v1")

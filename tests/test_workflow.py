@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sample_models import checkpoint_bytes, edited, make_model
-from theta.testing import GitRepo
+
+from theta.testing import GitRepo, clone
 
 MODEL = "model.safetensors"
 
@@ -158,7 +160,9 @@ def test_diff_names_the_changed_parameter(repo: GitRepo, v1: bytes) -> None:
     commit_model(repo, v1, "v1")
     repo.write(MODEL, edited(v1, "layers.1.attn.weight"))
     diff = repo.git("diff").stdout
-    changed = [line for line in diff.splitlines() if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+    changed = [
+        line for line in diff.splitlines() if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
     assert len(changed) == 2
     assert all("layers.1.attn.weight" in line for line in changed)
 
@@ -169,3 +173,71 @@ def test_metadata_names_no_commit(repo: GitRepo, v1: bytes) -> None:
     commit_model(repo, edited(v1, "embed.weight"), "v2")
     text = repo.blob(f"HEAD:{MODEL}").decode()
     assert first not in text and first[:12] not in text
+
+
+def test_install_keeps_existing_hooks(repo: GitRepo, remote: Path, v1: bytes) -> None:
+    repo.git("lfs", "install", "--local")
+    hooks = repo.path / ".git" / "hooks"
+    lfs_pre_push = (hooks / "pre-push").read_text()
+    user_hook = hooks / "post-commit"
+    user_hook.write_text(f"#!/bin/sh\necho ran >> {repo.path / 'user-hook-ran'}\n")
+    user_hook.chmod(0o755)
+    repo.theta("install", "--local")
+    assert (hooks / "pre-push.theta-chained").read_text() == lfs_pre_push
+    assert "theta: managed hook" in (hooks / "pre-push").read_text()
+    repo.theta("track", "*.safetensors")
+    repo.write(MODEL, v1)
+    repo.commit_all("v1")
+    assert (repo.path / "user-hook-ran").read_text() == "ran\n"
+    result = repo.git("push", "origin", "main")
+    assert "theta: pushing" in result.stderr
+    repo.theta("install", "--local")  # twice is harmless
+    assert (hooks / "post-commit.theta-chained").exists()
+
+
+def test_shallow_clone_checks_out(repo: GitRepo, remote: Path, tmp_path: Path, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    v2 = edited(v1, "embed.weight")
+    commit_model(repo, v2, "v2")
+    repo.git("push", "-q", "origin", "main")
+    copy = clone(remote, tmp_path / "shallow", repo.env, "--depth", "1")
+    assert copy.read(MODEL) == v2
+    assert copy.status() == ""
+
+
+def test_plugins_command_lists_distributions(repo: GitRepo) -> None:
+    listed = {row["name"]: row for row in json.loads(repo.theta("plugins", "--json").stdout)}
+    assert listed["safetensors"]["distribution"] == "theta-format-safetensors"
+    assert listed["safetensors"]["registers"] == {"formats": ["safetensors"]}
+    assert listed["dense"]["registers"] == {"update_types": ["dense"]}
+    assert all(row["error"] is None for row in listed.values())
+
+
+def test_ls_files_long_shows_what_each_commit_stored(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "first version")
+    commit_model(repo, edited(v1, "embed.weight"), "second version")
+    lines = repo.theta("ls-files", "--long").stdout.splitlines()
+    assert lines[0] == MODEL
+    first, second = lines[1], lines[2]
+    assert "first version" in first and "KiB" in first
+    assert "second version" in second
+
+
+def test_squash_stores_dense_versions_without_rewriting_history(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    commit_model(repo, v1, "v1")
+    v2 = edited(v1, "layers.0.attn.weight")
+    commit_model(repo, v2, "v2")
+    history = repo.git("rev-list", "HEAD").stdout
+    repo.theta("squash", MODEL)
+    (repo.path / MODEL).touch()
+    repo.git("add", "--renormalize", MODEL)
+    repo.git("commit", "-q", "--allow-empty", "-m", "squash")
+    stored = json.loads(repo.blob(f"HEAD:{MODEL}"))
+    assert all(len(p["steps"]) == 1 and p["steps"][0]["update"] == "dense" for p in stored["parameters"].values())
+    assert repo.git("rev-list", "HEAD~1").stdout == history
+    assert not (repo.path / ".git" / "theta" / "squash").exists()
+    repo.git("checkout", "-q", "HEAD~1")
+    assert repo.read(MODEL) == v2

@@ -48,7 +48,7 @@ def test_a_name_registered_twice_names_both_distributions() -> None:
     manager = PluginManager()
     manager.register(ToyPlugin(), name="first", distribution="dist-one")
     manager.register(ToyPlugin(), name="second", distribution="dist-two")
-    with pytest.raises(PluginError, match="'toy' is registered twice: by dist-one .* and by dist-two"):
+    with pytest.raises(PluginError, match=r"'toy' is registered twice: by dist-one .* and by dist-two"):
         manager.registry  # noqa: B018
 
 
@@ -60,7 +60,7 @@ def test_registering_the_wrong_kind_is_an_error() -> None:
 
     manager = PluginManager()
     manager.register(Wrong(), name="wrong", distribution="dist-wrong")
-    with pytest.raises(PluginError, match="dist-wrong.*not a UpdateType"):
+    with pytest.raises(PluginError, match=r"dist-wrong.*not a UpdateType"):
         manager.registry  # noqa: B018
 
 

@@ -28,7 +28,12 @@ Fetcher = Callable[[Sequence[tuple[str, int]], str], list[str]]
 
 @frozen(kw_only=True)
 class CleanSettings:
-    """How changed tensors are encoded: a forced update type, side data, the chain cap."""
+    """How changed tensors are encoded.
+
+    `update_type` forces one type; `side_data` maps a parameter name to arrays the user
+    supplied for it; `chain_cap` is how many updates may follow a dense version; `squash`
+    stores every tensor dense.
+    """
 
     update_type: str | None = None
     side_data: Mapping[str, Mapping[str, Tensor]] = field(factory=dict)
@@ -69,6 +74,7 @@ class Cleaner:
         already knows gives back exactly what git holds; a changed tensor is encoded against
         the first version that has a parameter of its name.
         """
+        self.registry.update_type(DENSE)  # every chain starts dense: refuse before storing anything
         checkpoint = fmt.read(source)
         skeleton = None
         if checkpoint.skeleton:
@@ -95,7 +101,8 @@ class Cleaner:
         previous = known[0] if known else None
         same_layout = previous is not None and (previous.dtype, previous.shape) == layout
         steps: tuple[Step, ...] = ()
-        if previous is not None and same_layout and not settings.squash and len(previous.steps) < settings.chain_cap:
+        updates_so_far = len(previous.steps) - 1 if previous is not None else 0
+        if previous is not None and same_layout and not settings.squash and updates_so_far < settings.chain_cap:
             steps = self._incremental(path, name, tensor, tensor_hash, previous, settings)
         if not steps:
             steps = (self.params.dense_step(tensor, tensor_hash),)
@@ -181,6 +188,7 @@ class Smudger:
             skeleton=skeleton,
             parameters={n: TensorInfo(dtype=p.dtype, shape=p.shape) for n, p in metadata.parameters.items()},
             load=lambda name: self.params.load(metadata.parameters[name], path, name),
+            path=path,
         )
         fmt.write(layout, sink)
 

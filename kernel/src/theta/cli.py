@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from theta import __version__
 from theta.errors import ThetaError
@@ -51,10 +53,14 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_ls_files(args: argparse.Namespace) -> int:
-    from theta.tracking import tracked_files
+    from theta.tracking import storage_history, tracked_files
 
-    for path in tracked_files(Repo()):
+    repo = Repo()
+    for path in tracked_files(repo):
         print(path)
+        if args.long:
+            for line in storage_history(repo, path):
+                print(f"  {line}")
     return 0
 
 
@@ -137,6 +143,34 @@ def cmd_checkout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add(args: argparse.Namespace) -> int:
+    settings = []
+    if args.update_type:
+        settings += ["-c", f"theta.updateType={args.update_type}"]
+    if args.update_data:
+        data = Path(args.update_data).resolve()
+        if not data.is_file():
+            raise ThetaError(f"update data file {args.update_data} does not exist")
+        settings += ["-c", f"theta.updateData={data}"]
+    proc = subprocess.run(["git", *settings, "add", "--", *args.paths])
+    return proc.returncode
+
+
+def cmd_squash(args: argparse.Namespace) -> int:
+    from theta.updates_cli import request_squash
+
+    request_squash(Repo(), args.paths)
+    print(f"theta: the next commit stores {', '.join(args.paths)} as dense versions; `git add` them now")
+    return 0
+
+
+def cmd_post_commit(args: argparse.Namespace) -> int:
+    from theta.updates_cli import clear_squash_requests
+
+    clear_squash_requests(Repo())
+    return 0
+
+
 def _inside_repo() -> bool:
     try:
         return run_git("rev-parse", "--is-inside-work-tree", check=False).strip() == "true"
@@ -163,7 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("track", cmd_track, "track files matching PATTERN with Theta (writes .gitattributes)")
     p.add_argument("pattern")
     p.add_argument("--format", help="the checkpoint format, instead of detecting it from each file")
-    add("ls-files", cmd_ls_files, "list the files Theta tracks")
+    p = add("ls-files", cmd_ls_files, "list the files Theta tracks")
+    p.add_argument("--long", "-l", action="store_true", help="with the bytes of new objects each commit added")
+    p = add("add", cmd_add, "git add, choosing how changed parameters are stored")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--update-type", help="store changed parameters with this update type (e.g. sparse, low-rank, ia3)")
+    p.add_argument(
+        "--update-data", help="a checkpoint of update data: '<parameter>.<array>' keys (LoRA factors, IA3 scales)"
+    )
+    p = add("squash", cmd_squash, "make the next commit store these files as dense versions (history is not rewritten)")
+    p.add_argument("paths", nargs="+")
+    add("post-commit", cmd_post_commit, "called by the post-commit hook", hidden=True)
     p = add("plugins", cmd_plugins, "list installed plugins and what they register")
     p.add_argument("--json", action="store_true")
     p = add("fetch", cmd_fetch, "download the objects that tracked files need at a revision")

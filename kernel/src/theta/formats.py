@@ -48,9 +48,12 @@ class Checkpoint:
 
 @frozen(kw_only=True)
 class Layout:
+    """What `write` gets: `path` is the file's path in the repository, for error messages."""
+
     skeleton: bytes
     parameters: Mapping[str, TensorInfo]
     load: Callable[[str], Tensor]
+    path: str = "checkpoint"
 
 
 class Source:

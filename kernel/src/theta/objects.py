@@ -99,9 +99,9 @@ class ParameterStore:
         assert tensor is not None
         last = param.steps[-1]
         stored_whole = last.update == DENSE and last.objects["value"].codec == "raw"
-        if not (stored_whole and last.objects["value"].oid == param.hash.removeprefix(HASH_PREFIX)):
-            if HASH_PREFIX + tensor.sha256() != param.hash:
-                raise ThetaError(f"rebuilt tensor does not match its hash {param.hash}; the objects are inconsistent")
+        verified_by_store = stored_whole and last.objects["value"].oid == param.hash.removeprefix(HASH_PREFIX)
+        if not verified_by_store and HASH_PREFIX + tensor.sha256() != param.hash:
+            raise ThetaError(f"rebuilt tensor does not match its hash {param.hash}; the objects are inconsistent")
         if tensor.dtype != param.dtype or tensor.shape != param.shape:
             raise ThetaError(
                 f"rebuilt tensor is {tensor.dtype} {list(tensor.shape)}, expected {param.dtype} {list(param.shape)}"

@@ -7,7 +7,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from theta.checkpoints import Cleaner, CleanSettings, Smudger
+from theta.checkpoints import DEFAULT_CHAIN_CAP, Cleaner, CleanSettings, Smudger
 from theta.errors import ThetaError
 from theta.git.lfs import fetch_objects
 from theta.git.repo import Repo
@@ -15,6 +15,8 @@ from theta.metadata import Metadata, loads, looks_like_metadata
 from theta.objects import ParameterStore
 from theta.plugins import PluginManager, Registry, default_manager
 from theta.store import ObjectStore
+from theta.tensors import Tensor
+from theta.updates_cli import load_side_data, squash_requests
 
 CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
 
@@ -23,6 +25,7 @@ class Session:
     def __init__(self, repo: Repo | None = None, manager: PluginManager | None = None) -> None:
         self.repo = repo or Repo()
         self._manager = manager
+        self._side: dict[str, dict[str, Tensor]] | None = None
 
     @cached_property
     def manager(self) -> PluginManager:
@@ -59,15 +62,20 @@ class Session:
 
     def clean_settings(self, path: str) -> CleanSettings:
         update_type = self.repo.config("theta.updateType")
-        chain_cap = self.repo.config_int("theta.maxChainLength", 8)
-        squash = path in self.squash_requests()
-        return CleanSettings(update_type=update_type, chain_cap=max(chain_cap, 1), squash=squash)
+        chain_cap = self.repo.config_int("theta.maxChainLength", DEFAULT_CHAIN_CAP)
+        return CleanSettings(
+            update_type=update_type,
+            side_data=self._side_data(),
+            chain_cap=max(chain_cap, 0),
+            squash=path in squash_requests(self.repo),
+        )
 
-    def squash_requests(self) -> set[str]:
-        path = self.repo.theta_dir / "squash"
-        if not path.exists():
-            return set()
-        return {line for line in path.read_text().splitlines() if line}
+    def _side_data(self) -> dict[str, dict[str, Tensor]]:
+        """Arrays from `theta.updateData` (set by `git theta add --update-data`), by parameter."""
+        if self._side is None:
+            location = self.repo.config("theta.updateData")
+            self._side = load_side_data(Path(location), self.registry) if location else {}
+        return self._side
 
     def previous_versions(self, path: str) -> list[Metadata]:
         """Versions of `path` that git may compare a new clean against: index, HEAD, last checkout."""

@@ -84,3 +84,33 @@ def checkout(repo: Repo, paths: list[str]) -> list[str]:
     if redo:
         repo.git("checkout", "--", *redo)
     return redo
+
+
+def storage_history(repo: Repo, path: str) -> list[str]:
+    """A line per commit that changed `path`: the bytes of objects it added that no earlier version had."""
+    log = repo.git("log", "--reverse", "--format=%H%x09%h%x09%cs%x09%s", "--", path)
+    seen: set[str] = set()
+    lines = []
+    for entry in log.splitlines():
+        commit, short, date, subject = entry.split("\t", 3)
+        data = repo.read_blob(f"{commit}:{path}")
+        if data is None or not looks_like_metadata(data[:256]):
+            lines.append(f"{short} {date} {'(not a Theta metadata file)':>24}  {subject}")
+            continue
+        metadata = loads(data, f"{commit}:{path}")
+        sizes = {o.oid: o.size for p in metadata.parameters.values() for s in p.steps for o in s.objects.values()}
+        if metadata.skeleton is not None:
+            sizes[metadata.skeleton.oid] = metadata.skeleton.size
+        new = {oid: size for oid, size in sizes.items() if oid not in seen}
+        seen.update(sizes)
+        added = sum(new.values())
+        lines.append(f"{short} {date} {_size(added):>12} in {len(new):>4} object(s)  {subject}")
+    return lines
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from theta.errors import ThetaError
-from theta.session import CHECKPOINT_TYPE_ENV
 from theta.metadata import HASH_PREFIX, Metadata, Parameter, dumps, loads, looks_like_metadata
+from theta.session import CHECKPOINT_TYPE_ENV
 
 MERGED, CONFLICT, FAILED = 0, 1, 2
 
@@ -103,6 +103,18 @@ def textconv(path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _attribute(path: str) -> str | None:
+    from theta.git.repo import Repo
+
+    repo = Repo()
+    try:
+        return repo.attribute(path, "theta-format")
+    except (OSError, ThetaError):
+        return None
+    finally:
+        repo.close()
+
+
 def _describe_checkpoint(path: str) -> tuple[str, list[tuple[str, str, tuple[int, ...], str]]]:
     from theta.checkpoints import choose_format
     from theta.formats import SNIFF_BYTES, Source
@@ -111,7 +123,8 @@ def _describe_checkpoint(path: str) -> tuple[str, list[tuple[str, str, tuple[int
     registry = default_manager().registry
     with open(path, "rb", buffering=1 << 20) as stream:
         head = stream.read(SNIFF_BYTES)
-        fmt = choose_format(registry, path, head, os.environ.get(CHECKPOINT_TYPE_ENV))
+        override = os.environ.get(CHECKPOINT_TYPE_ENV) or _attribute(path)
+        fmt = choose_format(registry, path, head, override)
         source = Source(path, stream, head)
         try:
             checkpoint = fmt.read(source)

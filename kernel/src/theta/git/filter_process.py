@@ -153,7 +153,9 @@ class FilterProcess:
         try:
             self.session.registry.format(format_name)
         except ThetaError as exc:
-            self._fail(path, ThetaError(f"{exc}; then run `git theta checkout` (the metadata file was written instead)"))
+            self._fail(
+                path, ThetaError(f"{exc}; then run `git theta checkout` (the metadata file was written instead)")
+            )
         self._respond(data)
 
     def _summary(self) -> None:

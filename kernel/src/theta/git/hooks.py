@@ -15,7 +15,8 @@ from theta.git.repo import Repo
 
 MARKER = "# theta: managed hook"
 CHAINED_SUFFIX = ".theta-chained"
-HOOKS = ("pre-push",)
+HOOKS = ("pre-push", "post-commit")
+HOOKS_WITH_INPUT = ("pre-push",)
 
 
 def theta_command() -> str:
@@ -29,18 +30,25 @@ def theta_command() -> str:
 
 def hook_script(name: str) -> str:
     command = theta_command()
-    return f"""#!/bin/sh
-{MARKER}
-input=$(cat)
-command -v {command} >/dev/null 2>&1 || {{
+    missing = f"""command -v {command} >/dev/null 2>&1 || {{
   echo >&2 "theta: {command} was not found on PATH; install theta-kernel, or delete .git/hooks/{name}"
   exit 2
 }}
+"""
+    if name in HOOKS_WITH_INPUT:
+        body = f"""input=$(cat)
 printf '%s\\n' "$input" | {command} {name} "$@" || exit $?
 if [ -x "$0{CHAINED_SUFFIX}" ]; then
   printf '%s\\n' "$input" | "$0{CHAINED_SUFFIX}" "$@" || exit $?
 fi
 """
+    else:
+        body = f"""{command} {name} "$@" || exit $?
+if [ -x "$0{CHAINED_SUFFIX}" ]; then
+  "$0{CHAINED_SUFFIX}" "$@" || exit $?
+fi
+"""
+    return f"#!/bin/sh\n{MARKER}\n{missing}{body}"
 
 
 def install_hook(hooks_dir: Path, name: str) -> bool:

@@ -9,6 +9,7 @@ them in batches; the objects land in the local store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -32,13 +33,11 @@ def push_objects(remote: str, oids: Sequence[str], cwd: str | None = None) -> No
         ["git", "lfs", "push", "--object-id", remote, "--stdin"],
         input="\n".join(oids).encode() + b"\n",
         cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
     )
     if proc.returncode != 0:
-        raise ThetaError(
-            f"git lfs push of {len(oids)} object(s) to {remote!r} failed:\n{proc.stderr.decode(errors='replace').strip()}"
-        )
+        details = proc.stderr.decode(errors="replace").strip()
+        raise ThetaError(f"git lfs push of {len(oids)} object(s) to {remote!r} failed:\n{details}")
 
 
 def fetch_objects(objects: Sequence[tuple[str, int]], label: str) -> list[str]:
@@ -57,10 +56,8 @@ def fetch_objects(objects: Sequence[tuple[str, int]], label: str) -> list[str]:
     finally:
         progress.close()
         if proc.stdin:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
-            except BrokenPipeError:
-                pass
         proc.wait()
     return failed
 

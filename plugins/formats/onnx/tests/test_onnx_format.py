@@ -217,3 +217,29 @@ def test_transformer_changes_stay_local(tmp_path: Path) -> None:
     diff = np.flatnonzero(np.frombuffer(changed, np.uint8) != np.frombuffer(original, np.uint8))
     assert diff.size and diff[-1] - diff[0] < array.nbytes
     assert skeleton == read_checkpoint(FMT, changed, "t.onnx")[0]
+
+
+def test_every_truncation_is_a_format_error_or_round_trips() -> None:
+    data = if_model()
+    for end in range(len(data)):
+        try:
+            skeleton, tensors = read_checkpoint(FMT, data[:end], "cut.onnx")
+        except FormatError as exc:
+            assert "cut.onnx" in str(exc)
+            continue
+        assert write_checkpoint(FMT, skeleton, tensors) == data[:end]
+
+
+def test_initializers_sharing_a_name_in_two_subgraphs_are_told_apart() -> None:
+    model = onnx.load_from_string(if_model())
+    for attribute in model.graph.node[0].attribute:
+        graph = attribute.g
+        graph.initializer[0].name = "w"
+        graph.node[0].input[1] = "w"
+    data = model.SerializeToString()
+    skeleton, tensors = read_checkpoint(FMT, data, "shared.onnx")
+    assert sorted(tensors) == ["bias", "w", "w#2"]
+    # in file order: onnx.helper writes a node's attributes sorted by name, so else_branch comes first
+    assert np.array_equal(tensors["w"].numpy(), np.full(4, 3.0, dtype=np.float32))
+    assert np.array_equal(tensors["w#2"].numpy(), np.arange(1, 5, dtype=np.float32))
+    assert write_checkpoint(FMT, skeleton, tensors) == data

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.numpy import save as save_numpy
 from safetensors.torch import save as save_torch
+
 from theta.errors import FormatError
 from theta.tensors import Tensor
 from theta.testing import FormatContract, read_checkpoint, write_checkpoint
-
 from theta_format_safetensors.format import SafetensorsFormat
 
 
@@ -56,7 +56,7 @@ def test_tensor_values_survive() -> None:
 def test_header_that_lies_about_sizes() -> None:
     data = bytearray(save_numpy({"w": np.zeros((4, 4), dtype=np.float32)}))
     text = data.replace(b'"shape":[4,4]', b'"shape":[4,5]')
-    with pytest.raises(FormatError, match="m.safetensors: tensor 'w': header lies about sizes"):
+    with pytest.raises(FormatError, match=r"m\.safetensors: tensor 'w': header lies about sizes"):
         read_checkpoint(SafetensorsFormat(), bytes(text), "m.safetensors")
 
 
@@ -71,8 +71,10 @@ def test_new_parameters_get_a_fresh_valid_header() -> None:
     skeleton, tensors = read_checkpoint(fmt, save_numpy({"w": np.ones(3, np.float32)}, metadata={"k": "v"}))
     tensors["extra"] = Tensor.from_numpy(np.arange(5, dtype=np.int32))
     rebuilt = write_checkpoint(fmt, skeleton, tensors)
+    import os
+    import tempfile
+
     from safetensors import safe_open
-    import tempfile, os
 
     with tempfile.NamedTemporaryFile(suffix=".safetensors", delete=False) as f:
         f.write(rebuilt)

@@ -34,7 +34,11 @@ def test_track_and_check_out_in_a_venv_without_tensorflow(tf_files: Any, tmp_pat
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     bin_dir = venv / "bin"
     # theta-update-dense is the update type the kernel falls back to; a clean needs it.
-    packages = [WORKSPACE / "kernel", WORKSPACE / "plugins" / "updates" / "dense", PLUGIN]
+    # Installed from copies: a setuptools build writes build/ into the directory it builds.
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache")
+    packages = []
+    for source in (WORKSPACE / "kernel", WORKSPACE / "plugins" / "updates" / "dense", PLUGIN):
+        packages.append(shutil.copytree(source, tmp_path / "src" / source.name, ignore=ignore))
     run([str(bin_dir / "pip"), "install", "-q", *map(str, packages)], tmp_path, dict(os.environ))
     probe = "import importlib.util as u; print(u.find_spec('tensorflow') is None and u.find_spec('keras') is None)"
     assert run([str(bin_dir / "python"), "-c", probe], tmp_path, dict(os.environ)).strip() == "True"

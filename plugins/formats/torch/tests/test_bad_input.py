@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save as save_safetensors
+from torch_samples import saved, transformer_state
+
 from theta.errors import FormatError
 from theta.formats import SNIFF_BYTES
 from theta.testing import read_checkpoint
-from torch_samples import saved, transformer_state
-
 from theta_format_torch import TorchFormat
 
 
@@ -73,7 +73,9 @@ def test_crafted_file_is_a_real_attack_that_torch_refuses_too(tmp_path: Path) ->
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_unsupported_tensor_kinds_are_named() -> None:
     data = saved({"q": torch.quantize_per_tensor(torch.ones(4), 0.1, 0, torch.qint8)})
-    with pytest.raises(FormatError, match=r"q\.pt: refused: .*_rebuild_qtensor \(quantized tensors are not supported\)"):
+    with pytest.raises(
+        FormatError, match=r"q\.pt: refused: .*_rebuild_qtensor \(quantized tensors are not supported\)"
+    ):
         read_checkpoint(TorchFormat(), data, "q.pt")
 
 

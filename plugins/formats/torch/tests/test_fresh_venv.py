@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from theta.testing import GitRepo, isolated_git_env
 from torch_samples import saved, transformer_state
+
+from theta.testing import GitRepo, isolated_git_env
 
 PLUGIN = Path(__file__).resolve().parents[1]
 KERNEL = PLUGIN.parents[2] / "kernel"

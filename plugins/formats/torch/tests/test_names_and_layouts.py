@@ -7,11 +7,11 @@ import io
 import numpy as np
 import pytest
 import torch
+from torch_samples import nested_training_state, parameters, saved, shared_storage, transformer_state
+
 from theta.errors import FormatError
 from theta.tensors import Tensor
 from theta.testing import read_checkpoint, write_checkpoint
-from torch_samples import nested_training_state, parameters, saved, shared_storage, transformer_state
-
 from theta_format_torch import TorchFormat
 
 
@@ -45,6 +45,12 @@ def test_shared_storages_are_one_parameter_each() -> None:
         "window": ("float32", (20,)),
     }
     assert np.array_equal(tensors["window"].numpy(), np.arange(20, dtype=np.float32))
+
+
+def test_a_covering_tensor_names_its_storage_even_after_a_view() -> None:
+    weight = torch.arange(12.0).reshape(3, 4)
+    _, tensors = read_checkpoint(TorchFormat(), saved({"weight_t": weight.t(), "weight": weight}), "m.pt")
+    assert layouts(tensors) == {"weight": ("float32", (3, 4))}
 
 
 def test_names_are_stable_across_saves_and_unique() -> None:
@@ -98,6 +104,23 @@ def test_reshaping_a_storage_that_only_views_use_is_refused() -> None:
     tensors["window"] = Tensor.from_numpy(np.zeros(5, dtype=np.float32))
     with pytest.raises(FormatError, match="'window' is a storage that only views use"):
         write_checkpoint(TorchFormat(), skeleton, tensors)
+
+
+def test_reshaping_a_storage_that_views_also_use_is_refused() -> None:
+    skeleton, tensors = read_checkpoint(TorchFormat(), saved(shared_storage()), "m.pt")
+    tensors["block"] = Tensor.from_numpy(np.zeros((2, 2), dtype=np.float32))
+    with pytest.raises(
+        FormatError, match=r"parameter 'block' changed shape or dtype, but a view of it .* cannot be recomputed"
+    ):
+        write_checkpoint(TorchFormat(), skeleton, tensors)
+
+
+def test_tied_weights_change_shape_together() -> None:
+    skeleton, tensors = read_checkpoint(TorchFormat(), saved(shared_storage()), "m.pt")
+    tensors["embed.weight"] = Tensor.from_numpy(np.ones((12, 4), dtype=np.float32))
+    loaded = load(write_checkpoint(TorchFormat(), skeleton, tensors))
+    assert loaded["lm_head.weight"] is loaded["embed.weight"]
+    assert torch.equal(loaded["embed.weight"], torch.ones(12, 4))
 
 
 def test_dtype_change_of_a_parameter() -> None:

@@ -82,7 +82,10 @@ def shared_storage() -> dict[str, Any]:
 
 def parameters() -> dict[str, Any]:
     torch.manual_seed(5)
-    return {"w": torch.nn.Parameter(torch.randn(3, 3)), "frozen": torch.nn.Parameter(torch.randn(2), requires_grad=False)}
+    return {
+        "w": torch.nn.Parameter(torch.randn(3, 3)),
+        "frozen": torch.nn.Parameter(torch.randn(2), requires_grad=False),
+    }
 
 
 SAMPLES = {
@@ -108,7 +111,7 @@ def assert_same(expected: Any, actual: Any, where: str = "root") -> None:
             assert_same(expected[key], actual[key], f"{where}.{key}")
     elif isinstance(expected, (list, tuple)):
         assert type(actual) is type(expected) and len(actual) == len(expected), where
-        for index, (e, a) in enumerate(zip(expected, actual)):
+        for index, (e, a) in enumerate(zip(expected, actual, strict=True)):
             assert_same(e, a, f"{where}.{index}")
     else:
         assert actual == expected and type(actual) is type(expected), where

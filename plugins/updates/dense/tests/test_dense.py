@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
-
 from theta_update_dense import DenseUpdate
 
 

@@ -1,13 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import updatekit as kit
-from theta_update_ia3 import IA3Update
 
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update
+from theta_update_ia3 import IA3Update
 
 IA3 = IA3Update()
 
@@ -60,10 +62,15 @@ def test_a_square_matrix_tries_both_axes_for_a_side_loaded_vector() -> None:
     assert update is not None and update.params["axis"] == "columns"
 
 
+def test_update_data_for_another_type_is_not_used() -> None:
+    w = kit.feed_forward(torch.float32)
+    new, base = kit.as_theta(kit.ia3_scaled(w, kit.ia3_scale(64), "columns")), kit.as_theta(w)
+    update = kit.exact(IA3, new, base, {"lora_a": kit.as_theta(w[:4])})
+    assert update is not None and update.params["scale"] == "estimated"
+
+
 def test_side_data_that_does_not_fit_is_an_error() -> None:
     w = kit.as_theta(kit.feed_forward(torch.float32))
-    with pytest.raises(ThetaError, match="lacks 'ia3'"):
-        IA3.encode(w, w, {"lora_a": w})
     with pytest.raises(ThetaError, match="has 10 values; a weight of 256 x 64 needs 256 or 64"):
         IA3.encode(w, w, {"ia3": Tensor.from_numpy(np.ones(10, np.float32))})
 
@@ -88,3 +95,11 @@ def test_a_scale_along_an_unknown_axis_is_an_error() -> None:
     info = TensorInfo(dtype="float32", shape=(256, 64))
     with pytest.raises(ThetaError, match="along 'rows' does not fit"):
         IA3.decode(Update(arrays=update.arrays, params={**update.params, "axis": "rows"}), kit.as_theta(w), info)
+
+
+def test_special_values_round_trip_exactly() -> None:
+    kit.assert_exact_on_special_values(IA3)
+
+
+def test_git_stores_its_change_as_ia3_and_checks_out_exactly(tmp_path: Path) -> None:
+    assert kit.committed_update_types(tmp_path, torch.bfloat16)["linear2.weight"] == "ia3"

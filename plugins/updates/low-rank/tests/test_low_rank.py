@@ -1,12 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import updatekit as kit
-from theta_update_low_rank import LowRankUpdate
 
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
+from theta.updates import Update
+from theta_update_low_rank import LowRankUpdate
 
 LOW_RANK = LowRankUpdate()
 
@@ -62,6 +65,13 @@ def test_unscaled_lora_factors_get_their_scale_fitted() -> None:
     assert update is not None and update.params["lora_scale"] == pytest.approx(2.0, rel=1e-4)
 
 
+def test_update_data_for_another_type_is_not_used() -> None:
+    w = kit.feed_forward(torch.float32)
+    new, base = kit.as_theta(kit.merged(w, *kit.lora_factors(w))), kit.as_theta(w)
+    update = kit.exact(LOW_RANK, new, base, {"ia3": kit.as_theta(kit.ia3_scale(64))})
+    assert update is not None and update.params == {"factors": "svd", "rank": 8}
+
+
 def test_side_data_that_does_not_fit_is_an_error() -> None:
     w = kit.as_theta(kit.feed_forward(torch.float32))
     a, b = Tensor.from_numpy(np.ones((4, 64), np.float32)), Tensor.from_numpy(np.ones((256, 4), np.float32))
@@ -92,3 +102,15 @@ def test_factors_that_do_not_fit_the_layout_are_an_error() -> None:
     assert update is not None
     with pytest.raises(ThetaError, match=r"do not fit float32 \[64, 256\]"):
         LOW_RANK.decode(update, kit.as_theta(w.T.contiguous()), TensorInfo(dtype="float32", shape=(64, 256)))
+    with pytest.raises(ThetaError, match="lacks its b array"):
+        LOW_RANK.decode(
+            Update(arrays={"a": update.arrays["a"]}), kit.as_theta(w), TensorInfo(dtype="float32", shape=(256, 64))
+        )
+
+
+def test_special_values_round_trip_exactly() -> None:
+    kit.assert_exact_on_special_values(LOW_RANK)
+
+
+def test_git_stores_its_change_as_low_rank_and_checks_out_exactly(tmp_path: Path) -> None:
+    assert kit.committed_update_types(tmp_path, torch.bfloat16)["linear1.weight"] == "low-rank"

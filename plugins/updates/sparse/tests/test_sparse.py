@@ -1,13 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import updatekit as kit
-from theta_update_sparse import SparseUpdate, indices
 
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update
+from theta_update_sparse import SparseUpdate, indices
 
 SPARSE = SparseUpdate()
 
@@ -94,3 +96,11 @@ def test_a_damaged_update_is_an_error() -> None:
     short = Update(arrays={**update.arrays, "values": Tensor.from_numpy(np.ones(3, np.float32))}, params=update.params)
     with pytest.raises(ThetaError, match="3 values for 1 positions"):
         SPARSE.decode(short, base, info)
+
+
+def test_special_values_round_trip_exactly() -> None:
+    kit.assert_exact_on_special_values(SPARSE)
+
+
+def test_git_stores_its_change_as_sparse_and_checks_out_exactly(tmp_path: Path) -> None:
+    assert kit.committed_update_types(tmp_path, torch.bfloat16)["self_attn.in_proj_weight"] == "sparse"

@@ -2,24 +2,27 @@
 
 Each of those plugins' tests/conftest.py loads this file as the module `updatekit`. It gives
 real framework tensors (a small PyTorch transformer layer in float32, float16 and bfloat16),
-the changes each update type is made for, the stored size as the kernel counts it (each array
-zstd-compressed when that is smaller) and an exactness check.
+the changes each update type is made for, the stored size as the kernel counts it (update
+arrays zstd-compressed when that saves enough, dense tensors raw) and an exactness check.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
-import zstandard
+from safetensors.torch import save as save_torch
 
+from theta import codecs
 from theta.formats import TensorInfo
 from theta.plugins import default_manager
 from theta.tensors import Tensor
+from theta.testing import GitRepo, setup_git_home
 from theta.updates import Update, UpdateType
 
-ZSTD_LEVEL = 3
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -88,9 +91,9 @@ def perturbed(w: torch.Tensor, seed: int = 4) -> torch.Tensor:
 
 
 def stored_size(arrays: Mapping[str, Tensor]) -> int:
-    """Bytes in the object store: each array as it is, or zstd-compressed when that is smaller."""
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return sum(min(a.nbytes, len(compressor.compress(bytes(a.data)))) for a in arrays.values())
+    """Bytes in the object store, by the kernel's own rule: each array raw, or zstd-compressed
+    (level 3) when that saves enough; a dense tensor is always stored raw."""
+    return sum(len(codecs.encode(a.data)[1]) for a in arrays.values())
 
 
 def update_types() -> dict[str, UpdateType]:
@@ -118,7 +121,7 @@ def sizes(tensor: torch.Tensor, base: torch.Tensor) -> dict[str, int | None]:
     found = {}
     for name, kind in update_types().items():
         update = exact(kind, new, old if kind.needs_base else None)
-        found[name] = None if update is None else stored_size(update.arrays)
+        found[name] = None if update is None else new.nbytes if not kind.needs_base else stored_size(update.arrays)
     return found
 
 
@@ -143,3 +146,49 @@ def assert_exact_on_training_changes(kind: UpdateType, dtype: torch.dtype) -> No
     for name, w in init.items():
         exact(kind, as_theta(trained[name]), as_theta(w))
         exact(kind, as_theta(scattered(w)), as_theta(w))
+
+
+def assert_exact_on_special_values(kind: UpdateType) -> None:
+    """NaN payloads, infinities, signed zeros, subnormals and float64 survive wherever `kind` applies."""
+    rng = np.random.default_rng(5)
+    for name in ("float32", "float64", "float16"):
+        u = f"u{np.dtype(name).itemsize}"
+        base = (rng.standard_normal((48, 40)) * 0.05).astype(name)
+        base[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+        base[1, :2] = [np.finfo(name).smallest_subnormal, np.finfo(name).max]
+        for new in (base * (1 + 0.1 * rng.standard_normal(40)).astype(name), base.copy()):
+            new[2, 3], new[5, 5], new[6, 6] = np.nan, -np.inf, 0.0
+            new.view(u)[7, 7] ^= 1  # the lowest bit of one value
+            new.view(u)[9, 9] = np.array(np.nan, name).view(u) | 3  # a NaN with a payload
+            exact(kind, Tensor.from_numpy(new), Tensor.from_numpy(base))
+    bits = rng.integers(0, 2**16, (64, 32), dtype=np.uint16)
+    changed = bits.copy()
+    changed[::7, ::5] ^= 0x8001
+    exact(kind, Tensor.from_numpy(changed, dtype_name="bfloat16"), Tensor.from_numpy(bits, dtype_name="bfloat16"))
+
+
+def committed_update_types(tmp_path: Path, dtype: torch.dtype) -> dict[str, str]:
+    """Commit a transformer layer (safetensors) to a fresh git repository, then a version with a
+    LoRA merged into linear1, an IA3 scale on linear2's columns and 2% of in_proj changed.
+
+    Checks that git gives back both versions exactly and returns, for each parameter that
+    changed, the update type that the stored version uses.
+    """
+    repo = GitRepo(tmp_path / "work", setup_git_home(tmp_path / "home"))
+    repo.path.mkdir()
+    repo.git("init", "-q", "-b", "main")
+    repo.theta("track", "*.safetensors")
+    v1 = transformer(dtype)
+    v2 = dict(v1)
+    v2["linear1.weight"] = merged(v1["linear1.weight"], *lora_factors(v1["linear1.weight"]))
+    v2["linear2.weight"] = ia3_scaled(v1["linear2.weight"], ia3_scale(256), "columns")
+    v2["self_attn.in_proj_weight"] = scattered(v1["self_attn.in_proj_weight"])
+    files = [save_torch(v) for v in (v1, v2)]
+    for data, message in zip(files, ("v1", "v2"), strict=True):
+        repo.write("model.safetensors", data)
+        repo.commit_all(message)
+    for rev, data in (("HEAD~1", files[0]), ("HEAD", files[1])):
+        repo.git("checkout", "-q", rev, "--", "model.safetensors")
+        assert repo.read("model.safetensors") == data, rev
+    stored = json.loads(repo.blob("HEAD:model.safetensors"))["parameters"]
+    return {name: p["steps"][-1]["update"] for name, p in stored.items() if len(p["steps"]) > 1}

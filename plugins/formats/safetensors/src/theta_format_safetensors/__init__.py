@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import theta
-
 from theta_format_safetensors.format import SafetensorsFormat
 
 __all__ = ["SafetensorsFormat"]

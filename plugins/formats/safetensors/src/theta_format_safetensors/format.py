@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from attrs import frozen
+
 from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source, TensorInfo
 from theta.tensors import Tensor, dtype

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import theta
-
 from theta_format_torch.format import TorchFormat
 
 __all__ = ["TorchFormat"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import zlib
 
 from attrs import frozen
-from theta.errors import FormatError
 
+from theta.errors import FormatError
 from theta_format_torch.ziparchive import STORED, Member, ZipError, read_members
 
 DEFLATED = 8
@@ -82,7 +82,10 @@ def open_archive(buf: memoryview, path: str) -> TorchArchive:
     archive = TorchArchive(prefix=prefix, members=by_name, pickle=pickle)
     byteorder = by_name.get(f"{prefix}byteorder")
     if byteorder is not None and member_bytes(buf, byteorder, path) != b"little":
-        raise FormatError(f"{path}: the tensors were saved big-endian, which Theta does not support; {RESAVE} on a little-endian machine")
+        raise FormatError(
+            f"{path}: the tensors were saved big-endian, which Theta does not support;"
+            f" {RESAVE} on a little-endian machine"
+        )
     return archive
 
 
@@ -95,4 +98,6 @@ def member_bytes(buf: memoryview, member: Member, path: str) -> bytes:
             return zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw)
         except zlib.error as exc:
             raise FormatError(f"{path}: archive member {member.name!r} is damaged: {exc}") from None
-    raise FormatError(f"{path}: archive member {member.name!r} uses ZIP compression method {member.method}, which torch never writes")
+    raise FormatError(
+        f"{path}: archive member {member.name!r} uses ZIP compression method {member.method}, which torch never writes"
+    )

@@ -8,6 +8,7 @@ skeleton; only a layout that no longer fits the skeleton needs torch (see `rebui
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import zlib
 from collections.abc import Iterator
@@ -15,10 +16,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from attrs import frozen
+
 from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source, TensorInfo
 from theta.tensors import Tensor, dtype
-
 from theta_format_torch import safepickle
 from theta_format_torch.archive import TorchArchive, check_head, is_legacy, is_torch_zip, member_bytes, open_archive
 from theta_format_torch.naming import plan_parameters
@@ -68,13 +69,19 @@ def _load_tree(buf: memoryview, archive: TorchArchive, path: str) -> list[Cut]:
             )
         cuts.append(
             Cut(
-                name=plan.name, key=plan.key, dtype=plan.dtype, shape=plan.shape, whole=plan.whole,
-                offset=member.data_offset, nbytes=member.size, crc_offsets=member.crc_offsets,
+                name=plan.name,
+                key=plan.key,
+                dtype=plan.dtype,
+                shape=plan.shape,
+                whole=plan.whole,
+                offset=member.data_offset,
+                nbytes=member.size,
+                crc_offsets=member.crc_offsets,
                 zero_crc=member.crc == 0 and member.size > 0,
-            )  # fmt: skip
+            )
         )
     cuts.sort(key=lambda c: c.offset)
-    for before, after in zip(cuts, cuts[1:]):
+    for before, after in itertools.pairwise(cuts):
         if before.offset + before.nbytes > after.offset:
             raise FormatError(f"{path}: storage records {before.key!r} and {after.key!r} overlap; the file is damaged")
     return cuts
@@ -86,12 +93,11 @@ def _tensors(buf: memoryview, cuts: list[Cut]) -> Iterator[tuple[str, Tensor]]:
 
 
 def _splice(skeleton: Skeleton, layout: Layout, sink: BinaryIO) -> None:
+    """Write the skeleton with each payload put back; CRC-32 fields (before or after it) are set first."""
     body = bytearray(skeleton.body)
     view = memoryview(body)
     position = 0
     for cut in skeleton.cuts:
-        start = skeleton.to_stripped(cut.offset)
-        sink.write(view[position:start])
         data = layout.load(cut.name).data
         if len(data) != cut.nbytes:
             raise FormatError(f"parameter {cut.name!r}: loaded {len(data)} bytes, the archive needs {cut.nbytes}")
@@ -99,6 +105,8 @@ def _splice(skeleton: Skeleton, layout: Layout, sink: BinaryIO) -> None:
         for at in cut.crc_offsets:
             stripped = skeleton.to_stripped(at)
             body[stripped : stripped + 4] = crc.to_bytes(4, "little")
+        start = skeleton.to_stripped(cut.offset)
+        sink.write(view[position:start])
         sink.write(data)
         position = start
     sink.write(view[position:])

@@ -1,11 +1,11 @@
-"""Parameter names: each storage is named after the first tensor that uses it.
+"""Parameter names: each storage is named after a tensor that uses it.
 
 The object tree is walked depth first in its own order (dicts in insertion order, which is
 the order `torch.save` wrote them); a tensor's path is its keys and list indices joined by
-dots (`model.encoder.layer.0.weight`). The first tensor to reach a storage names it. A
-storage is a parameter with that tensor's dtype and shape when the tensor covers it whole
-and contiguously; otherwise (slices, transposes, a storage shared by several views) it is
-the flat 1-D storage. A path already taken gets `@<storage key>` appended, so names stay
+dots (`model.encoder.layer.0.weight`). The first tensor that covers a storage whole and
+contiguously names it, and the parameter has that tensor's dtype and shape; a storage that
+no tensor covers (only slices or transposes use it) is named after the first tensor that
+uses it and is the flat 1-D storage. A path already taken gets `@<storage key>` appended, so names stay
 unique and, since torch numbers storages in pickle order, stable across saves.
 """
 
@@ -63,17 +63,24 @@ def walk(tree: Any) -> Iterator[tuple[str, TensorRef | StorageRef]]:
 
 def plan_parameters(tree: Any) -> list[Plan]:
     """One `Plan` per storage that the tree uses, in the order the walk first meets them."""
-    plans: dict[str, Plan] = {}
-    taken: set[str] = set()
+    chosen: dict[str, tuple[str, TensorRef | StorageRef]] = {}
     for path, node in walk(tree):
         storage = node.storage if isinstance(node, TensorRef) else node
-        if storage.key in plans:
-            continue
+        known = chosen.get(storage.key)
+        covering = isinstance(node, TensorRef) and node.covers_storage()
+        if known is None:
+            chosen[storage.key] = (path, node)
+        elif covering and not (isinstance(known[1], TensorRef) and known[1].covers_storage()):
+            chosen[storage.key] = (path, node)  # a tensor that covers the storage names it over a view
+    plans = []
+    taken: set[str] = set()
+    for key, (path, node) in chosen.items():
+        storage = node.storage if isinstance(node, TensorRef) else node
         name = path or ROOT_NAME
         while name in taken:
-            name = f"{name}@{storage.key}"
+            name = f"{name}@{key}"
         whole = isinstance(node, TensorRef) and node.covers_storage()
         shape = node.size if whole and isinstance(node, TensorRef) else (storage.numel,)
-        plans[storage.key] = Plan(name=name, key=storage.key, dtype=storage.dtype, shape=shape, whole=whole)
+        plans.append(Plan(name=name, key=key, dtype=storage.dtype, shape=shape, whole=whole))
         taken.add(name)
-    return list(plans.values())
+    return plans

@@ -6,7 +6,8 @@ turned into real torch objects from the layout's tensors, and the result is writ
 - a parameter whose dtype and shape are unchanged is its storage again, so every view of it
   (slices, tied weights) comes back as it was;
 - a parameter that changed dtype or shape replaces the tensor(s) that covered its storage
-  whole; a storage that only views used cannot change (a `FormatError` says so);
+  whole; when views (slices, transposes) of that storage are saved too, or only views use it,
+  it cannot change (a `FormatError` says so);
 - a parameter missing from the layout drops the dict entries that held its tensors;
 - a parameter the skeleton does not know is added to the top-level dict under its name.
 Every storage is written as a CPU storage; non-tensor values are kept as they were.
@@ -22,7 +23,6 @@ from typing import Any, BinaryIO
 from theta.errors import FormatError
 from theta.formats import Layout
 from theta.tensors import Tensor
-
 from theta_format_torch import safepickle
 from theta_format_torch.safepickle import DeviceRef, DTypeRef, ParameterRef, SizeRef, StorageRef, TensorRef
 from theta_format_torch.skeleton import Cut, Skeleton
@@ -34,14 +34,21 @@ def _torch_tensor(tensor: Tensor) -> Any:
     import torch
 
     torch_dtype = getattr(torch, safepickle.THETA_TO_TORCH[tensor.dtype])
-    flat = torch.frombuffer(bytearray(tensor.data), dtype=torch.uint8) if tensor.nbytes else torch.empty(0, dtype=torch.uint8)
+    flat = (
+        torch.frombuffer(bytearray(tensor.data), dtype=torch.uint8)
+        if tensor.nbytes
+        else torch.empty(0, dtype=torch.uint8)
+    )
     return flat.view(torch_dtype).reshape(tensor.shape)
 
 
 class _Converter:
     """Turns the placeholder tree into torch objects, keeping shared objects shared."""
 
-    def __init__(self, flat: dict[str, Any], replaced: dict[str, Any], dropped: set[str]) -> None:
+    def __init__(
+        self, names: dict[str, str], flat: dict[str, Any], replaced: dict[str, Any], dropped: set[str]
+    ) -> None:
+        self.names = names
         self.flat = flat
         self.replaced = replaced
         self.dropped = dropped
@@ -66,8 +73,15 @@ class _Converter:
 
         if isinstance(node, TensorRef):
             key = node.storage.key
+            if key in self.replaced and not node.covers_storage():
+                raise FormatError(
+                    f"parameter {self.names[key]!r} changed shape or dtype, but a view of it (a slice or transpose) is also"
+                    " saved, and that view cannot be recomputed; save the checkpoint again with torch"
+                )
             if key in self.replaced:
-                return self.replaced[key].requires_grad_(node.requires_grad) if node.requires_grad else self.replaced[key]
+                return (
+                    self.replaced[key].requires_grad_(node.requires_grad) if node.requires_grad else self.replaced[key]
+                )
             tensor = self.flat[key].as_strided(node.size, node.stride, node.offset)
             if node.metadata:
                 torch._utils.set_tensor_metadata(tensor, node.metadata)
@@ -78,7 +92,9 @@ class _Converter:
                 return torch._utils._rebuild_parameter_with_state(data, node.requires_grad, OrderedDict(), node.state)
             return torch.nn.Parameter(data.detach(), requires_grad=node.requires_grad)
         if isinstance(node, StorageRef):
-            return torch.storage.TypedStorage(wrap_storage=self.flat[node.key].untyped_storage(), dtype=self.flat[node.key].dtype, _internal=True)
+            return torch.storage.TypedStorage(
+                wrap_storage=self.flat[node.key].untyped_storage(), dtype=self.flat[node.key].dtype, _internal=True
+            )
         if isinstance(node, DTypeRef):
             return getattr(torch, node.name)
         if isinstance(node, SizeRef):
@@ -123,7 +139,8 @@ def rebuild(skeleton: Skeleton, layout: Layout, sink: BinaryIO) -> None:
                 f"parameter {cut.name!r} is a storage that only views use (slices or shared weights), so it cannot"
                 f" change from {cut.dtype} {list(cut.shape)} to {info.dtype} {list(info.shape)}"
             )
-    result = _Converter(flat, replaced, dropped)(tree)
+    names = {key: cut.name for key, cut in by_key.items()}
+    result = _Converter(names, flat, replaced, dropped)(tree)
     known = {c.name for c in skeleton.cuts}
     added = [name for name in layout.parameters if name not in known]
     if added and not isinstance(result, dict):

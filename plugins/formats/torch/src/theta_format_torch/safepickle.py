@@ -118,7 +118,7 @@ class TensorRef:
         if self.offset != 0 or self.numel != self.storage.numel:
             return False
         expected = 1
-        for dim, step in zip(reversed(self.size), reversed(self.stride)):
+        for dim, step in zip(reversed(self.size), reversed(self.stride), strict=True):
             if dim != 1 and step != expected:
                 return False
             expected *= dim
@@ -165,7 +165,7 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_
     if len(tensor.size) != len(tensor.stride) or any(d < 0 for d in tensor.size + tensor.stride):
         raise _Damaged(f"tensor size {list(tensor.size)} and stride {list(tensor.stride)} do not fit")
     if tensor.numel:
-        last = offset + sum((d - 1) * s for d, s in zip(tensor.size, tensor.stride))
+        last = offset + sum((d - 1) * s for d, s in zip(tensor.size, tensor.stride, strict=True))
         if last >= storage.numel:
             raise _Damaged(f"a tensor reaches element {last} of storage {storage.key!r}, which has {storage.numel}")
     return tensor
@@ -266,6 +266,6 @@ def load(data: bytes) -> tuple[Any, dict[str, StorageRef]]:
         raise
     except _Damaged as exc:
         raise DamagedPickle(exc.message) from None
-    except Exception as exc:  # noqa: BLE001 - any failure of a damaged pickle is reported, never raised raw
+    except Exception as exc:
         raise DamagedPickle(f"{type(exc).__name__}: {exc}") from None
     return tree, unpickler.storages

@@ -118,7 +118,9 @@ def read_members(buf: memoryview) -> list[Member]:
     return members
 
 
-def _member(buf: memoryview, name: str, flags: int, method: int, crc: int, values: dict[str, int], central_crc: int) -> Member:
+def _member(
+    buf: memoryview, name: str, flags: int, method: int, crc: int, values: dict[str, int], central_crc: int
+) -> Member:
     header = values["offset"]
     if header + 30 > len(buf) or bytes(buf[header : header + 4]) != LOCAL_SIG:
         raise ZipError(f"member {name!r}: local header at offset {header} is missing")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import theta
 from attrs import frozen
+
+import theta
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor

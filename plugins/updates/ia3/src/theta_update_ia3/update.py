@@ -19,8 +19,6 @@ __all__ = ["IA3Update"]
 
 def given_scale(side_data: Mapping[str, Tensor], rows: int, cols: int) -> list[tuple[str, np.ndarray]]:
     """The `ia3` vector from `--update-data`, with the axes (rows, columns) its length fits."""
-    if "ia3" not in side_data:
-        raise ThetaError(f"ia3 update data lacks 'ia3': give a vector of {rows} (one per row) or {cols} (per column)")
     given = side_data["ia3"]
     if given.dtype not in _bits.FLOATS:
         raise ThetaError(f"ia3 update data: 'ia3' must be a float array, got {given.dtype}")
@@ -56,7 +54,7 @@ class IA3Update(UpdateType):
         name = tensor.dtype
         rows, cols = base_values.shape
         with np.errstate(all="ignore"):
-            if side_data:
+            if side_data and "ia3" in side_data:
                 candidates, source = given_scale(side_data, rows, cols), "update-data"
             else:
                 candidates = [(axis, estimated_scale(base_values, target_bits, name, axis)) for axis in AXES]
@@ -72,7 +70,7 @@ class IA3Update(UpdateType):
         base_values = _bits.base_values(base, info, "an ia3")
         rows, cols = base_values.shape
         axis = update.params.get("axis")
-        vector = update.arrays["scale"].numpy()
+        (vector,) = _bits.arrays(update.arrays, ("scale",), "an ia3")
         if axis not in AXES or vector.shape != ((rows,) if axis == "rows" else (cols,)):
             raise ThetaError(f"ia3 scale of {list(vector.shape)} along {axis!r} does not fit {list(info.shape)}")
         with np.errstate(all="ignore"):

@@ -7,6 +7,8 @@ residual is byte-grouped (all highest bytes first) so the runs of zero bytes are
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from theta.errors import ThetaError
@@ -38,6 +40,14 @@ def operands(tensor: Tensor, base: Tensor | None) -> tuple[np.ndarray, np.ndarra
     if base is None or shape is None or not tensor.same_layout(base) or tensor.dtype not in FLOATS:
         return None
     return raw_bits(tensor).reshape(shape), to_values(raw_bits(base), base.dtype).reshape(shape)
+
+
+def arrays(update_arrays: Mapping[str, Tensor], names: tuple[str, ...], kind: str) -> list[np.ndarray]:
+    """The named arrays of an update being decoded; an error naming what is missing."""
+    missing = [n for n in names if n not in update_arrays]
+    if missing:
+        raise ThetaError(f"{kind} update lacks its {', '.join(missing)} array; its metadata is damaged")
+    return [update_arrays[n].numpy() for n in names]
 
 
 def base_values(base: Tensor | None, info: TensorInfo, kind: str) -> np.ndarray:
@@ -114,7 +124,7 @@ def residual(target_bits: np.ndarray, approx: np.ndarray, name: str) -> np.ndarr
     return group_bytes(np.bitwise_xor(target_bits.reshape(-1), to_bits(approx, name).reshape(-1)))
 
 
-def corrected(approx: np.ndarray, update_arrays: dict[str, Tensor], info: TensorInfo) -> Tensor:
+def corrected(approx: np.ndarray, update_arrays: Mapping[str, Tensor], info: TensorInfo) -> Tensor:
     """The exact tensor: the approximation's bits XOR the stored residual (absent when zero)."""
     bits = to_bits(approx, info.dtype).reshape(-1)
     if "residual" in update_arrays:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 OVERSAMPLE = 8
+LARGEST = 1e30
 POWER_ITERATIONS = 2
 
 
@@ -15,7 +16,9 @@ def top_factors(change: np.ndarray, max_rank: int) -> tuple[np.ndarray, np.ndarr
     (Halko, Martinsson and Tropp, 2011). Each singular vector pair is given the sign that makes
     the largest entry of its left vector positive, so equal input gives equal factors.
     """
-    work = change.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        work = change.astype(np.float32)
+        work[~(np.abs(work) < LARGEST)] = 0  # NaN, infinities and near-overflow values are left to the residual
     rows, cols = work.shape
     k = min(max_rank, rows, cols)
     if min(rows, cols) <= 4 * (k + OVERSAMPLE):
@@ -40,9 +43,11 @@ def fitted_scale(change: np.ndarray, b: np.ndarray, a: np.ndarray) -> float:
 
     LoRA adapters are often saved without their alpha / r scaling; this recovers it.
     """
-    product = (b.astype(np.float64) @ a.astype(np.float64)).reshape(-1)
+    observed = change.reshape(-1).astype(np.float64)
+    keep = np.abs(observed) < LARGEST
+    product = (b.astype(np.float64) @ a.astype(np.float64)).reshape(-1)[keep]
     norm = float(product @ product)
     if norm == 0.0:
         return 1.0
-    scale = float(np.float32(float(product @ change.reshape(-1).astype(np.float64)) / norm))
+    scale = float(np.float32(float(product @ observed[keep]) / norm))
     return 1.0 if abs(scale - 1.0) < 1e-3 or not np.isfinite(scale) or scale == 0.0 else scale

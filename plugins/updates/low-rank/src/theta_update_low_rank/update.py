@@ -50,9 +50,12 @@ def choose_rank(base: np.ndarray, target_bits: np.ndarray, b: np.ndarray, a: np.
 
 
 def given_factors(side_data: Mapping[str, Tensor], rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """LoRA factors from `--update-data`: lora_a (r x in) and lora_b (out x r), as float32."""
+    """LoRA factors from `--update-data`: lora_a (r x in) and lora_b (out x r), as float32.
+
+    Update data without either name is meant for another update type and is not used.
+    """
     missing = [k for k in ("lora_a", "lora_b") if k not in side_data]
-    if missing:
+    if len(missing) == 1:
         raise ThetaError(
             f"low-rank update data lacks {', '.join(missing)}; give lora_a (r x {cols}) and lora_b ({rows} x r)"
         )
@@ -86,8 +89,8 @@ class LowRankUpdate(UpdateType):
         params: dict[str, Any] = {}
         with np.errstate(all="ignore"):
             target_values = _bits.to_values(target_bits, name)
-            change = np.nan_to_num(target_values - base_values, nan=0.0, posinf=0.0, neginf=0.0)
-            if side_data:
+            change = target_values - base_values
+            if side_data and ("lora_a" in side_data or "lora_b" in side_data):
                 b, a = given_factors(side_data, rows, cols)
                 scale = fitted_scale(change, b, a)
                 if scale != 1.0:
@@ -108,7 +111,7 @@ class LowRankUpdate(UpdateType):
     def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
         base_values = _bits.base_values(base, info, "a low-rank")
         rows, cols = base_values.shape
-        a, b = update.arrays["a"].numpy(), update.arrays["b"].numpy()
+        a, b = _bits.arrays(update.arrays, ("a", "b"), "a low-rank")
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != cols or b.shape[0] != rows or a.shape[0] != b.shape[1]:
             raise ThetaError(
                 f"low-rank factors {list(b.shape)} @ {list(a.shape)} do not fit {info.dtype} {list(info.shape)}"

@@ -49,6 +49,8 @@ class SparseUpdate(UpdateType):
     def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
         if base is None or base.dtype != info.dtype or base.shape != info.shape:
             raise ThetaError(f"a sparse update needs a base of {info.dtype} {list(info.shape)}")
+        if "index" not in update.arrays or "values" not in update.arrays:
+            raise ThetaError("a sparse update lacks its index or values array; its metadata is damaged")
         form, values = update.params.get("index"), update.arrays["values"]
         if form not in indices.FORMS or values.dtype != info.dtype:
             raise ThetaError(
