@@ -87,7 +87,13 @@ class Cleaner:
                 raise FormatError(f"{source.path}: parameter {name!r} appears twice")
             known = [v[name] for v in versions if name in v]
             parameters[name] = self._parameter(source.path, name, tensor, known, settings)
-        return Metadata(theta=METADATA_VERSION, format=fmt.name, skeleton=skeleton, parameters=parameters)
+        return Metadata(
+            theta=METADATA_VERSION,
+            format=fmt.name,
+            format_plugin=self.registry.owner("formats", fmt.name),
+            skeleton=skeleton,
+            parameters=parameters,
+        )
 
     def _parameter(
         self, path: str, name: str, tensor: Tensor, known: list[Parameter], settings: CleanSettings
@@ -129,7 +135,10 @@ class Cleaner:
         best: PackedUpdate | None = None
         for update_name in candidates:
             update_type = self.registry.update_type(update_name)
-            update = update_type.encode(tensor, base, side_data)
+            try:
+                update = update_type.encode(tensor, base, side_data)
+            except ThetaError as exc:
+                raise ThetaError(f"{path}: parameter {name!r}: update type {update_name!r}: {exc}") from None
             if update is None:
                 continue
             packed = self.params.pack(update_name, update)
@@ -179,7 +188,7 @@ class Smudger:
             )
 
     def smudge(self, metadata: Metadata, path: str, sink: BinaryIO) -> None:
-        fmt = self.registry.format(metadata.format)
+        fmt = self.registry.format(metadata.format, metadata.format_plugin)
         self.ensure_objects(metadata, path)
         skeleton = b""
         if metadata.skeleton is not None:

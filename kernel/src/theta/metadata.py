@@ -97,6 +97,7 @@ class Parameter:
 class Metadata:
     theta: str = field(validator=_one_of(METADATA_VERSION))
     format: str
+    format_plugin: str | None = None
     skeleton: Blob | None = None
     parameters: dict[str, Parameter] = field(factory=dict)
 
@@ -139,8 +140,9 @@ def loads(data: bytes, filename: str) -> Metadata:
 def dumps(metadata: Metadata) -> bytes:
     """Deterministic serialisation: fixed key order, parameters in checkpoint order."""
     raw = _converter.unstructure(metadata)
-    if raw["skeleton"] is None:
-        del raw["skeleton"]
+    for optional in ("format_plugin", "skeleton"):
+        if raw[optional] is None:
+            del raw[optional]
     for param in raw["parameters"].values():
         param["shape"] = list(param["shape"])
         for step in param["steps"]:

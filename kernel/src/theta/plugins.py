@@ -96,13 +96,15 @@ class Registry:
     def owner(self, kind: str, name: str) -> str:
         return self.entries[kind][name].distribution
 
-    def format(self, name: str) -> CheckpointFormat:
+    def format(self, name: str, distribution: str | None = None) -> CheckpointFormat:
+        """The format called `name`; `distribution` (from a metadata file) names the plugin to install."""
         try:
             return self.formats[name]
         except KeyError:
+            wanted = distribution if distribution and not distribution.startswith("<") else f"theta-format-{name}"
             raise ThetaError(
-                f"no checkpoint format {name!r} is installed; install theta-format-{name}"
-                f" (`pip install theta-format-{name}`). Installed: {', '.join(self.formats) or 'none'}"
+                f"no checkpoint format {name!r} is installed; install {wanted}"
+                f" (`pip install {wanted}`). Installed: {', '.join(self.formats) or 'none'}"
             ) from None
 
     def update_type(self, name: str) -> UpdateType:

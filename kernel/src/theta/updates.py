@@ -44,8 +44,11 @@ class UpdateType(abc.ABC):
     ) -> Update | None:
         """Encode `tensor` relative to `base`; None when this type cannot represent it.
 
-        `side_data` holds arrays the user supplied for this parameter (LoRA factors, IA3
-        scales) with `git theta add --update-data`.
+        `side_data` holds every array the user supplied for this parameter with
+        `git theta add --update-data` (LoRA factors, IA3 scales), possibly meant for another
+        update type: use the names this type defines and ignore the others. Raise
+        `ThetaError` when this type's own data is malformed; the kernel adds the file and
+        parameter to the message.
         """
 
     @abc.abstractmethod

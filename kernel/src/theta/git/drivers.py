@@ -48,7 +48,9 @@ def three_way(base: Metadata | None, ours: Metadata, theirs: Metadata) -> tuple[
     skeleton = ours.skeleton
     if base is not None and ours.skeleton == base.skeleton:
         skeleton = theirs.skeleton
-    result = Metadata(theta=ours.theta, format=ours.format, skeleton=skeleton, parameters=merged)
+    result = Metadata(
+        theta=ours.theta, format=ours.format, format_plugin=ours.format_plugin, skeleton=skeleton, parameters=merged
+    )
     return result, conflicts
 
 

@@ -126,7 +126,7 @@ class FilterProcess:
         try:
             metadata = loads(data, path)
             if metadata.format not in self.session.registry.formats:
-                self._leave_metadata(path, data, metadata.format)
+                self._leave_metadata(path, data, metadata.format, metadata.format_plugin)
                 return
             self.session.smudger.ensure_objects(metadata, path)
         except Exception as exc:
@@ -148,10 +148,10 @@ class FilterProcess:
         self.writer.flush()
         self.session.remember_checkout(path, data)
 
-    def _leave_metadata(self, path: str, data: bytes, format_name: str) -> None:
+    def _leave_metadata(self, path: str, data: bytes, format_name: str, distribution: str | None) -> None:
         """Without the format's plugin, the file is left as its metadata, as git-lfs leaves pointers."""
         try:
-            self.session.registry.format(format_name)
+            self.session.registry.format(format_name, distribution)
         except ThetaError as exc:
             self._fail(
                 path, ThetaError(f"{exc}; then run `git theta checkout` (the metadata file was written instead)")

@@ -27,8 +27,6 @@ from theta_format_torch import safepickle
 from theta_format_torch.safepickle import DeviceRef, DTypeRef, ParameterRef, SizeRef, StorageRef, TensorRef
 from theta_format_torch.skeleton import Cut, Skeleton
 
-_DROPPED = object()
-
 
 def _torch_tensor(tensor: Tensor) -> Any:
     import torch
@@ -75,8 +73,8 @@ class _Converter:
             key = node.storage.key
             if key in self.replaced and not node.covers_storage():
                 raise FormatError(
-                    f"parameter {self.names[key]!r} changed shape or dtype, but a view of it (a slice or transpose) is also"
-                    " saved, and that view cannot be recomputed; save the checkpoint again with torch"
+                    f"parameter {self.names[key]!r} changed shape or dtype, but a view of it (a slice or transpose)"
+                    " is also saved, and that view cannot be recomputed; save the checkpoint again with torch"
                 )
             if key in self.replaced:
                 return (

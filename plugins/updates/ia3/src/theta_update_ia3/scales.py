@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theta_update_ia3 import _bits
+from theta import bits as _bits
 
 AXES = ("rows", "columns")
 SAMPLE_SLICES = 256

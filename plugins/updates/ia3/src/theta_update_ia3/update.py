@@ -7,11 +7,11 @@ from collections.abc import Mapping
 import numpy as np
 from attrs import frozen
 
+from theta import bits as _bits
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update, UpdateType
-from theta_update_ia3 import _bits
 from theta_update_ia3.scales import AXES, estimated_scale, scaled
 
 __all__ = ["IA3Update"]

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from attrs import frozen
 
+from theta import bits as _bits
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update, UpdateType
-from theta_update_low_rank import _bits
 from theta_update_low_rank.factors import fitted_scale, top_factors
 
 MAX_RANK = 16

@@ -7,20 +7,14 @@ from collections.abc import Mapping
 import numpy as np
 from attrs import frozen
 
+from theta.bits import raw_bits
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
-from theta.tensors import Tensor, dtype
+from theta.tensors import Tensor
 from theta.updates import Update, UpdateType
 from theta_update_sparse import indices
 
 __all__ = ["SparseUpdate"]
-
-_UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def raw_bits(tensor: Tensor) -> np.ndarray:
-    """The elements as little-endian unsigned integers of their width, flat: any dtype compares bit for bit."""
-    return np.frombuffer(tensor.data, dtype=np.dtype(_UINTS[dtype(tensor.dtype).itemsize]).newbyteorder("<"))
 
 
 @frozen

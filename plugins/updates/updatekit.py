@@ -1,7 +1,6 @@
-"""Helpers shared by the tests of the sparse, low-rank and ia3 update types.
+"""Helpers that the sparse, low-rank and ia3 update tests share (on the workspace pytest path).
 
-Each of those plugins' tests/conftest.py loads this file as the module `updatekit`. It gives
-real framework tensors (a small PyTorch transformer layer in float32, float16 and bfloat16),
+It gives real framework tensors (a small PyTorch transformer layer in float32, float16 and bfloat16),
 the changes each update type is made for, the stored size as the kernel counts it (update
 arrays zstd-compressed when that saves enough, dense tensors raw) and an exactness check.
 """
