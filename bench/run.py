@@ -1,11 +1,12 @@
 """Theta against plain Git LFS on the same safetensors checkpoints, in one run.
 
     make bench                       # 256 MiB and 1 GiB, writes bench/results/kernel.md
-    .venv/bin/python bench/run.py --sizes 256
+    .venv/bin/python bench/run.py --sizes 256 --repeat 3
 
 For each size: `git add` of v1; `git add` of v2 in which 2% of the tensors changed, and
 the bytes of new objects it cost; checkout of v1 and of v2; a fresh clone from a bare
-remote (file://). Times are wall seconds of the git command; the ratio is Theta / Git LFS.
+remote (file://). Times are wall seconds of the git command, the median of `--repeat` runs
+in fresh repositories (the two tools alternate which goes first); the ratio is Theta / Git LFS.
 Peak memory is the Theta filter process's own peak RSS (it reports it with THETA_TRACE=1).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -56,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024], help="checkpoint sizes in MiB")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "kernel.md")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported")
     args = parser.parse_args()
     sections = []
     for size in args.sizes:
@@ -68,8 +71,11 @@ def main() -> None:
             write(changed, v2)
             largest = max(a.nbytes for a in model.values())
             del model, changed
-            lfs = measure("lfs", root, v1, v2)
-            theta = measure("theta", root, v1, v2)
+            runs: dict[str, list[dict[str, float]]] = {"lfs": [], "theta": []}
+            for i in range(args.repeat):
+                for tool in ("lfs", "theta") if i % 2 == 0 else ("theta", "lfs"):
+                    runs[tool].append(measure(tool, root / f"run{i}", v1, v2))
+            lfs, theta = median_of(runs["lfs"]), median_of(runs["theta"])
             file_size = v1.stat().st_size
         rows = []
         for key in ("add v1", "add v2", "checkout v1", "checkout v2", "clone"):
@@ -88,6 +94,10 @@ def main() -> None:
         print(sections[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n\n".join(sections) + "\n")
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def make_shapes(size: int) -> dict[str, tuple[int, ...]]:

@@ -19,6 +19,7 @@ from theta.formats import CheckpointFormat, Layout, Source, TensorInfo
 from theta.metadata import HASH_PREFIX, METADATA_VERSION, Blob, Metadata, Parameter, Step
 from theta.objects import DENSE, PackedUpdate, ParameterStore
 from theta.plugins import Registry
+from theta.prefetch import PrefetchingLoader
 from theta.tensors import Tensor
 
 DEFAULT_CHAIN_CAP = 8
@@ -193,13 +194,19 @@ class Smudger:
         skeleton = b""
         if metadata.skeleton is not None:
             skeleton = self.params.store.read(metadata.skeleton.oid, metadata.skeleton.size)
+        loader = PrefetchingLoader(
+            list(metadata.parameters), lambda name: self.params.load(metadata.parameters[name], path, name)
+        )
         layout = Layout(
             skeleton=skeleton,
             parameters={n: TensorInfo(dtype=p.dtype, shape=p.shape) for n, p in metadata.parameters.items()},
-            load=lambda name: self.params.load(metadata.parameters[name], path, name),
+            load=loader,
             path=path,
         )
-        fmt.write(layout, sink)
+        try:
+            fmt.write(layout, sink)
+        finally:
+            loader.close()
 
 
 def _warn(message: str) -> None:

@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx_models import cnn_bytes, transformer_bytes
-from theta_format_onnx.format import OnnxFormat
 
 from theta.tensors import Tensor
 from theta.testing import GitRepo, read_checkpoint, write_checkpoint
+from theta_format_onnx.format import OnnxFormat
 
 FMT = OnnxFormat()
 

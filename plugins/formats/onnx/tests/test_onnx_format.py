@@ -22,11 +22,11 @@ from onnx_models import (
     transformer_bytes,
 )
 from safetensors.numpy import save as save_safetensors
-from theta_format_onnx.format import OnnxFormat
 
 from theta.errors import FormatError
 from theta.tensors import Tensor
 from theta.testing import FormatContract, read_checkpoint, write_checkpoint
+from theta_format_onnx.format import OnnxFormat
 
 FMT = OnnxFormat()
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from theta_format_tensorflow import KerasH5Format
 
 from theta.tensors import Tensor
 from theta.testing import isolated_git_env, read_checkpoint, write_checkpoint
+from theta_format_tensorflow import KerasH5Format
 
 PLUGIN = Path(__file__).resolve().parents[1]
 WORKSPACE = PLUGIN.parents[2]

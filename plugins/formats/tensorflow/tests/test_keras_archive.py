@@ -9,11 +9,11 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from theta_format_tensorflow import KerasArchiveFormat, KerasH5Format
 
 from theta.errors import FormatError
 from theta.tensors import Tensor
 from theta.testing import FormatContract, read_checkpoint, write_checkpoint
+from theta_format_tensorflow import KerasArchiveFormat, KerasH5Format
 
 MODELS = ("cnn", "transformer", "transformer_f16", "transformer_bf16")
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from theta_format_tensorflow import TFCheckpointFormat
-from theta_format_tensorflow.tf_checkpoint import refresh_index
 
 from theta.errors import FormatError
 from theta.formats import SNIFF_BYTES
 from theta.tensors import Tensor
 from theta.testing import FormatContract, read_checkpoint, write_checkpoint
+from theta_format_tensorflow import TFCheckpointFormat
+from theta_format_tensorflow.tf_checkpoint import refresh_index
 
 SHARD = "ckpt-1.data-00000-of-00001"
 KERNEL = "model/_functional/_operations/4/_kernel/.ATTRIBUTES/VARIABLE_VALUE"

@@ -16,6 +16,7 @@ from theta.testing import GitRepo, isolated_git_env
 PLUGIN = Path(__file__).resolve().parents[1]
 KERNEL = PLUGIN.parents[2] / "kernel"
 DENSE = PLUGIN.parents[2] / "plugins" / "updates" / "dense"  # the update type every checkout needs
+IGNORED = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests")
 TORCH_PIN = "torch==2.13.0"  # a CPU build from local disk; never install torch unpinned here
 
 
@@ -45,8 +46,10 @@ def test_fresh_venv_track_commit_checkout(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     bin_dir = venv / "bin"
+    # Copies, so that building the wheels leaves no build/ directory in the work tree.
+    sources = [shutil.copytree(src, tmp_path / "src" / src.name, ignore=IGNORED) for src in (KERNEL, DENSE, PLUGIN)]
     subprocess.run(
-        [str(bin_dir / "pip"), "install", "-q", TORCH_PIN, str(KERNEL), str(DENSE), str(PLUGIN)],
+        [str(bin_dir / "pip"), "install", "-q", TORCH_PIN, *map(str, sources)],
         check=True,
         capture_output=True,
     )
