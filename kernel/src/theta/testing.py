@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -95,31 +95,61 @@ class GitRepo:
         return sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
 
-def isolated_git_env(home: Path) -> dict[str, str]:
+def isolated_git_env(home: Path, bin_dir: Path | None = None) -> dict[str, str]:
+    """Environment variables for a HOME of its own; `bin_dir` (default: this interpreter's) leads PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "THETA_"))}
     env.update(GIT_IDENTITY)
     env["HOME"] = str(home)
     env["XDG_CONFIG_HOME"] = str(home / ".config")
     env["GIT_CONFIG_NOSYSTEM"] = "1"
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    ours = str(Path(sys.executable).parent)
+    rest = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != ours]
+    env["PATH"] = os.pathsep.join([str(bin_dir or ours), *rest])
+    if bin_dir is not None:
+        for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+            env.pop(key, None)
     return env
 
 
-def setup_git_home(home: Path) -> dict[str, str]:
-    """Make `home` a fresh HOME with git, git-lfs and Theta configured globally."""
+def setup_git_home(home: Path, bin_dir: Path | None = None) -> dict[str, str]:
+    """Make `home` a fresh HOME with git, git-lfs and Theta (from `bin_dir`, if given) configured globally."""
     if shutil.which("git-lfs") is None:
         pytest.fail("git-lfs is not installed; `make test` installs it (apt-get install git-lfs)")
     home.mkdir(parents=True, exist_ok=True)
-    env = isolated_git_env(home)
+    env = isolated_git_env(home, bin_dir)
+    theta = str(bin_dir / "git-theta") if bin_dir else git_theta_command()
     for args in (
         ["git", "config", "--global", "init.defaultBranch", "main"],
         ["git", "config", "--global", "protocol.file.allow", "always"],
         ["git", "config", "--global", "advice.detachedHead", "false"],
         ["git", "lfs", "install", "--skip-repo"],
-        [git_theta_command(), "install"],
+        [theta, "install"],
     ):
         subprocess.run(args, env=env, cwd=home, check=True, capture_output=True)
     return env
+
+
+WORKSPACE = Path(__file__).resolve().parents[3]
+_SOURCE_LEFTOVERS = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache", "tests")
+
+
+def fresh_environment(root: Path, sources: Sequence[Path], requirements: Sequence[str] = ()) -> Path:
+    """A new virtual environment with only the kernel, `theta-update-dense`, `sources` and
+    `requirements` installed; returns its bin directory.
+
+    Project directories are copied first, so that building them leaves nothing in the work
+    tree. The kernel and the dense update type are always installed: every chain starts dense.
+    """
+    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
+    bin_dir = root / "venv" / "bin"
+    projects = [WORKSPACE / "kernel", WORKSPACE / "plugins" / "updates" / "dense", *sources]
+    copies = [shutil.copytree(p, root / "src" / p.name, ignore=_SOURCE_LEFTOVERS) for p in projects]
+    proc = subprocess.run(
+        [str(bin_dir / "pip"), "install", "-q", *requirements, *map(str, copies)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"pip install in a fresh environment failed:\n{proc.stdout}\n{proc.stderr}")
+    return bin_dir
 
 
 @pytest.fixture

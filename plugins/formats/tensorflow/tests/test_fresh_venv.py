@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,10 @@ import numpy as np
 import pytest
 
 from theta.tensors import Tensor
-from theta.testing import isolated_git_env, read_checkpoint, write_checkpoint
+from theta.testing import fresh_environment, read_checkpoint, setup_git_home, write_checkpoint
 from theta_format_tensorflow import KerasH5Format
 
 PLUGIN = Path(__file__).resolve().parents[1]
-WORKSPACE = PLUGIN.parents[2]
 SHARD = "ckpt-1.data-00000-of-00001"
 
 
@@ -30,31 +28,10 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 @pytest.mark.slow
 def test_track_and_check_out_in_a_venv_without_tensorflow(tf_files: Any, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    bin_dir = venv / "bin"
-    # theta-update-dense is the update type the kernel falls back to; a clean needs it.
-    # Installed from copies: a setuptools build writes build/ into the directory it builds.
-    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache")
-    packages = []
-    for source in (WORKSPACE / "kernel", WORKSPACE / "plugins" / "updates" / "dense", PLUGIN):
-        packages.append(shutil.copytree(source, tmp_path / "src" / source.name, ignore=ignore))
-    run([str(bin_dir / "pip"), "install", "-q", *map(str, packages)], tmp_path, dict(os.environ))
+    bin_dir = fresh_environment(tmp_path, [PLUGIN])
     probe = "import importlib.util as u; print(u.find_spec('tensorflow') is None and u.find_spec('keras') is None)"
     assert run([str(bin_dir / "python"), "-c", probe], tmp_path, dict(os.environ)).strip() == "True"
-
-    env = isolated_git_env(tmp_path / "home")
-    (tmp_path / "home").mkdir()
-    main_bin = str(Path(sys.executable).parent)
-    others = [p for p in env["PATH"].split(os.pathsep) if p != main_bin]
-    env["PATH"] = os.pathsep.join([str(bin_dir), *others])
-    for args in (
-        ["git", "config", "--global", "init.defaultBranch", "main"],
-        ["git", "config", "--global", "advice.detachedHead", "false"],
-        ["git", "lfs", "install", "--skip-repo"],
-        ["git-theta", "install"],
-    ):
-        run(args, tmp_path, env)
+    env = setup_git_home(tmp_path / "home", bin_dir)
     listing = run(["git-theta", "plugins"], tmp_path, env)
     assert "theta-format-tensorflow" in listing and "keras-h5, keras, tf-checkpoint" in listing
 
