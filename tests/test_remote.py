@@ -61,3 +61,19 @@ def test_push_from_a_clone_sends_only_new_objects(repo: GitRepo, remote: Path, t
     result = copy.git("push", "origin", "main")
     assert "theta: pushing" in result.stderr
     assert 1 <= len(lfs_objects(remote) - before) <= 2  # the changed tensor, whole or as an update
+
+
+def test_git_lfs_prune_cannot_lose_theta_objects(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    repo.write(MODEL, v1)
+    first = repo.commit_all("v1")
+    v2 = edited(v1, "embed.weight")
+    repo.write(MODEL, v2)
+    repo.commit_all("v2")
+    repo.git("lfs", "prune")  # no pointer names Theta's objects: git-lfs deletes its copies of them
+    repo.git("checkout", "-q", first)
+    assert repo.read(MODEL) == v1
+    repo.git("checkout", "-q", "main")
+    assert repo.read(MODEL) == v2
+    result = repo.git("push", "origin", "main")
+    assert "theta: pushing" in result.stderr

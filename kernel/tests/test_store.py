@@ -47,3 +47,20 @@ def test_failed_write_leaves_no_partial_object(tmp_path: Path, monkeypatch: pyte
         store.put(b"x" * 1000)
     assert list((tmp_path / "lfs" / "tmp").iterdir()) == []
     assert [p for p in (tmp_path / "lfs").rglob("*") if p.is_file()] == []
+
+
+def test_pruned_object_is_linked_back(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs", tmp_path / "keep")
+    oid, _ = store.put(b"survives a prune")
+    store.path(oid).unlink()  # what `git lfs prune` does to an object no pointer names
+    assert store.has(oid)
+    assert store.read(oid) == b"survives a prune"
+
+
+def test_corrupted_object_is_removed_so_it_can_be_fetched_again(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs", tmp_path / "keep")
+    oid, _ = store.put(b"payload")
+    store.path(oid).write_bytes(b"pay1oad")
+    with pytest.raises(ObjectCorrupt):
+        store.read(oid)
+    assert not store.has(oid)

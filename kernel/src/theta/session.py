@@ -37,7 +37,7 @@ class Session:
 
     @cached_property
     def store(self) -> ObjectStore:
-        return ObjectStore(self.repo.lfs_dir)
+        return ObjectStore(self.repo.lfs_dir, self.repo.keep_dir)
 
     @cached_property
     def params(self) -> ParameterStore:

@@ -40,7 +40,7 @@ def tracked_files(repo: Repo) -> list[str]:
 
 def fetch(repo: Repo, rev: str, paths: list[str]) -> int:
     """Download every object the tracked files at `rev` need."""
-    store = ObjectStore(repo.lfs_dir)
+    store = ObjectStore(repo.lfs_dir, repo.keep_dir)
     listing = repo.git("ls-tree", "-r", "-z", "--full-tree", rev, "--", *paths)
     entries = [line.split("\t", 1) for line in listing.split("\0") if line]
     tracked = set(repo.tracked_paths([path for _, path in entries]))

@@ -67,7 +67,7 @@ def pre_push(remote: str, lines: Iterable[str], repo: Repo | None = None) -> int
             updates.append((fields[0], fields[1], fields[2], fields[3]))
     try:
         wanted = objects_to_push(repo, new_blobs(repo, remote, updates))
-        store = ObjectStore(repo.lfs_dir)
+        store = ObjectStore(repo.lfs_dir, repo.keep_dir)
         missing = [oid for oid in wanted if not store.has(oid)]
         if missing:
             raise ThetaError(

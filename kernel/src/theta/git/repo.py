@@ -53,6 +53,11 @@ class Repo:
         return self.common_dir / "theta"
 
     @cached_property
+    def keep_dir(self) -> Path:
+        """Second names (hard links) of Theta's objects, out of `git lfs prune`'s reach."""
+        return self.theta_dir / "objects"
+
+    @cached_property
     def hooks_dir(self) -> Path:
         hooks = Path(self.git("rev-parse", "--git-path", "hooks").strip())
         return hooks if hooks.is_absolute() else (Path(self.cwd or os.getcwd()) / hooks).resolve()
