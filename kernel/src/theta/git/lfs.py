@@ -4,7 +4,7 @@ Theta's objects are ordinary Git LFS objects, but no pointer file in a git tree 
 so `git lfs push` and `git lfs fetch` would not find them. Pushing names them explicitly
 (`git lfs push --object-id`). Fetching drives one `git lfs filter-process` as git would during
 a checkout: one smudge request per object, each allowed to be delayed, so git-lfs downloads
-them in batches; the objects land in the local store.
+them in batches; the objects land in the local store, and the caller checks which arrived.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def _fetch_through(
         raise ProtocolError("git lfs filter-process did not greet as a filter server")
     writer.text_list("capability=clean", "capability=smudge", "capability=delay")
     can_delay = "capability=delay" in reader.read_text_list()
+    sizes = dict(objects)
     failed: list[str] = []
     delayed: set[str] = set()
     for index, (oid, size) in enumerate(objects):
@@ -96,14 +97,10 @@ def _fetch_through(
             failed.extend(sorted(delayed))
             break
         for oid in available:
+            # A listed blob is already in the local store: its content is not asked for, so
+            # git-lfs does not send the object back through the pipe.
             delayed.discard(oid)
-            writer.text_list("command=smudge", f"pathname={oid}")
-            writer.flush()  # no content: git-lfs answers with what it downloaded
-            status = reader.read_keys().get("status")
-            if status == "success":
-                _discard_content(reader, progress)
-            else:
-                failed.append(oid)
+            progress.advance(sizes[oid])
     return failed
 
 
