@@ -7,16 +7,18 @@ A transformer-like float32 safetensors checkpoint (bench/synthetic.py) is commit
 then, in a fresh repository pair (one git-lfs, one Theta) per scenario, v1 again and after it:
 
 - a  2% of the values of every tensor changed, at scattered places;
-- b  a rank-8 update B @ A (float32) added to every attention weight matrix;
+- b  a rank-8 update B @ A (float32) added to every attention weight matrix, as a merged LoRA
+     adapter does; the product's standard deviation is 10% of the weights';
 - c  IA3: the feed-forward weights scaled per channel (rows of `up`, columns of `down`);
-- d  a full fine-tune: small noise on every value of every tensor;
+- d  a full fine-tune: noise of 1% of each tensor's root mean square on every value;
 - e  a chain of 8 commits, each changing 0.1% of the values of every tensor; then `git checkout`
      of the chain's end is timed against the same checkpoint stored dense (a Theta repository
      with `theta.maxChainLength 0`) and against git-lfs.
 
 New objects are the bytes added under .git/lfs/objects by the new commit(s), as a share of the
 checkpoint file. Update types are counted over the parameters of the committed metadata
-(`git show HEAD:model.safetensors`, the last step of each). For d, the v2 tensors are also
+(`git show HEAD:model.safetensors`, the last step of each; a parameter whose entry is the same as
+in HEAD~1 counts as "unchanged"). For d, the v2 tensors are also
 compressed with zstd level 1, raw and byte-grouped, to show what compressing dense tensors would
 gain. `--profile` times every update type's encoding (and the compression of its arrays, as the
 kernel does) in this process, on each scenario's tensors. Storage is deterministic; times are
@@ -52,6 +54,7 @@ Model = dict[str, np.ndarray]
 
 SCATTERED_SHARE = 0.02
 LORA_RANK = 8
+LORA_SIZE = 0.1  # the product's standard deviation, as a share of the weights'
 NOISE = 0.01  # full fine-tune: noise of 1% of each tensor's root mean square
 CHAIN_LENGTH = 8
 CHAIN_SHARE = 0.001
@@ -78,11 +81,11 @@ def a_scattered(model: Model, rng: np.random.Generator) -> Iterator[Model]:
 
 
 def b_low_rank(model: Model, rng: np.random.Generator) -> Iterator[Model]:
-    """W + B @ A on every attention matrix, the product as large as the weights themselves."""
+    """W + B @ A on every attention matrix, the product's values a tenth of the weights' in size."""
     out = dict(model)
     for name, w in model.items():
         if ".attn." in name and w.ndim == 2:
-            scale = np.sqrt(float(w.std()) / np.sqrt(LORA_RANK))
+            scale = np.sqrt(LORA_SIZE * float(w.std()) / np.sqrt(LORA_RANK))
             b = rng.standard_normal((w.shape[0], LORA_RANK), dtype=np.float32) * np.float32(scale)
             a = rng.standard_normal((LORA_RANK, w.shape[1]), dtype=np.float32) * np.float32(scale)
             out[name] = w + b @ a
@@ -140,14 +143,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def chosen_updates(ws: Workspace) -> tuple[Counter[str], Counter[int]]:
-    """Update type of the last step of every parameter at HEAD, and the chain lengths."""
+def metadata(ws: Workspace, rev: str) -> dict[str, dict]:
     shown = subprocess.run(
-        ["git", "show", f"HEAD:{MODEL}"], cwd=ws.work, env=ws.env, capture_output=True, check=True
+        ["git", "show", f"{rev}:{MODEL}"], cwd=ws.work, env=ws.env, capture_output=True, check=True
     ).stdout
-    parameters = json.loads(shown)["parameters"]
-    kinds = Counter(p["steps"][-1]["update"] for p in parameters.values())
-    lengths = Counter(len(p["steps"]) for p in parameters.values())
+    return json.loads(shown)["parameters"]
+
+
+def chosen_updates(ws: Workspace) -> tuple[Counter[str], Counter[int]]:
+    """The update type of the last step of every parameter that HEAD changed ("unchanged" for the
+    others: they keep their entry, a dense step), and the chain lengths at HEAD."""
+    head, parent = metadata(ws, "HEAD"), metadata(ws, "HEAD~1")
+    kinds = Counter("unchanged" if parent.get(n) == p else p["steps"][-1]["update"] for n, p in head.items())
+    lengths = Counter(len(p["steps"]) for p in head.values())
     return kinds, lengths
 
 
@@ -338,11 +346,11 @@ def main() -> None:
                 extra.append(f"#### {key}: time per update type (in-process, every changed tensor)\n\n{table}")
             del runs, first
     header = ["scenario", "target (Theta)", "git-lfs new", "Theta new", "git-lfs add s", "Theta add s",
-              "Theta update types (HEAD)", "within target"]  # fmt: skip
+              "Theta update types (tensors HEAD changed)", "within target"]  # fmt: skip
     sections = [title, markdown_table(header, rows)]
     notes = [
-        "New objects: bytes added under .git/lfs/objects, as a share of the checkpoint file; "
-        "`add` seconds are per commit (the mean over the chain for e).",
+        "New objects: bytes added under .git/lfs/objects, as a share of the checkpoint file (for e, by"
+        f" all {CHAIN_LENGTH} commits); `add` seconds are per commit (for e, the mean over the chain).",
     ]
     if checkout_rows:
         sections.append(

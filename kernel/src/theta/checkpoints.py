@@ -23,6 +23,9 @@ from theta.prefetch import PrefetchingLoader
 from theta.tensors import Tensor
 
 DEFAULT_CHAIN_CAP = 8
+# Once an exact encoding stores at most this share of the tensor, the costlier update types
+# are not tried: they could save at most this share of it.
+SMALL_ENOUGH = 1 / 32
 
 Fetcher = Callable[[Sequence[tuple[str, int]], str], list[str]]
 
@@ -119,7 +122,8 @@ class Cleaner:
         if settings.update_type is not None:
             self.registry.update_type(settings.update_type)  # an unknown name is an error
             return [] if settings.update_type == DENSE else [settings.update_type]
-        return [n for n, u in self.registry.update_types.items() if u.needs_base]
+        found = [(u.cost, n) for n, u in self.registry.update_types.items() if u.needs_base]
+        return [name for _, name in sorted(found)]
 
     def _incremental(
         self, path: str, name: str, tensor: Tensor, tensor_hash: str, previous: Parameter, settings: CleanSettings
@@ -135,6 +139,8 @@ class Cleaner:
         side_data = settings.side_data.get(name)
         best: PackedUpdate | None = None
         for update_name in candidates:
+            if best is not None and best.stored_size <= tensor.nbytes * SMALL_ENOUGH:
+                break
             update_type = self.registry.update_type(update_name)
             try:
                 update = update_type.encode(tensor, base, side_data)

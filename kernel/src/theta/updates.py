@@ -32,11 +32,14 @@ class Update:
 class UpdateType(abc.ABC):
     """An update type. Implement as a frozen attrs class and register an instance.
 
-    `needs_base` is False only for types that store the whole tensor (dense).
+    `needs_base` is False only for types that store the whole tensor (dense). `cost` ranks
+    how expensive `encode` is (1 cheap, like comparing bits; 3 costly, like an SVD): the
+    kernel tries cheap types first and stops once an exact encoding is small enough.
     """
 
     name: ClassVar[str]
     needs_base: ClassVar[bool] = True
+    cost: ClassVar[int] = 2
 
     @abc.abstractmethod
     def encode(

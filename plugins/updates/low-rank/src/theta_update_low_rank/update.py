@@ -31,22 +31,50 @@ def reconstruct(base: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
     return base + delta
 
 
+def best_rank(
+    sample: np.ndarray, sample_bits: np.ndarray, b: np.ndarray, a: np.ndarray, rows_total: int, name: str
+) -> tuple[int, float]:
+    """The rank whose factors plus residual are estimated smallest, and that size, judged on sample rows.
+
+    `b` holds the sample rows' left factors; the estimate scales the sample up to `rows_total` rows.
+    """
+    cols = sample.shape[1]
+    b, a = b.astype(sample.dtype, copy=False), a.astype(sample.dtype, copy=False)
+    delta = np.zeros(sample.shape, dtype=sample.dtype)
+    found = (1, np.inf)
+    for rank in range(1, a.shape[0] + 1):
+        delta += np.multiply.outer(b[:, rank - 1], a[rank - 1])
+        planes = _bits.residual(sample_bits, sample + delta, name)
+        size = _bits.estimated_size(planes, sample_bits.itemsize) * rows_total / len(sample) + 4 * rank * (
+            rows_total + cols
+        )
+        if size < found[1]:
+            found = (rank, size)
+    return found
+
+
 def choose_rank(base: np.ndarray, target_bits: np.ndarray, b: np.ndarray, a: np.ndarray, name: str) -> int:
     """The rank whose factors plus residual are estimated smallest, judged on evenly spaced rows."""
+    rows = _bits.evenly_spaced(base.shape[0], _bits.SAMPLE_ELEMENTS // base.shape[1])
+    return best_rank(base[rows], target_bits[rows], b[rows], a, base.shape[0], name)[0]
+
+
+def promising(base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, name: str) -> bool:
+    """Whether a low-rank update could pay, judged before the full SVD on a sample of rows.
+
+    The row space is fitted on every other sampled row and tried on the rows between, so that
+    noise (a full fine-tune), which no rank-16 space of other rows explains, is seen as such.
+    """
     rows_total, cols = base.shape
-    rows = _bits.evenly_spaced(rows_total, _bits.SAMPLE_ELEMENTS // cols)
-    sample, sample_bits = base[rows], target_bits[rows]
-    itemsize = target_bits.itemsize
-    b, a = b.astype(base.dtype, copy=False), a.astype(base.dtype, copy=False)
-    delta = np.zeros(sample.shape, dtype=base.dtype)
-    best_size, best_rank = np.inf, 1
-    for rank in range(1, a.shape[0] + 1):
-        delta += np.multiply.outer(b[rows, rank - 1], a[rank - 1])
-        planes = _bits.residual(sample_bits, sample + delta, name)
-        size = _bits.estimated_size(planes, itemsize) * rows_total / rows.size + 4 * rank * (rows_total + cols)
-        if size < best_size:
-            best_size, best_rank = size, rank
-    return best_rank
+    rows = _bits.evenly_spaced(rows_total, max(8 * MAX_RANK, 2 * _bits.SAMPLE_ELEMENTS // cols))
+    if rows.size >= rows_total // 2:
+        return True  # a small matrix: the full encoding is as cheap as a screen
+    fit, held_out = rows[0::2], rows[1::2]
+    _, a = top_factors(change[fit], MAX_RANK)
+    with np.errstate(all="ignore"):
+        b = np.nan_to_num(change[held_out].astype(np.float32)) @ a.T
+    size = best_rank(base[held_out], target_bits[held_out], b, a, rows_total, name)[1]
+    return _bits.worthwhile(size, target_bits)
 
 
 def given_factors(side_data: Mapping[str, Tensor], rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +104,7 @@ def given_factors(side_data: Mapping[str, Tensor], rows: int, cols: int) -> tupl
 @frozen
 class LowRankUpdate(UpdateType):
     name = "low-rank"
+    cost = 3
 
     def encode(
         self, tensor: Tensor, base: Tensor | None, side_data: Mapping[str, Tensor] | None = None
@@ -97,6 +126,8 @@ class LowRankUpdate(UpdateType):
                     b, params["lora_scale"] = (b * np.float32(scale)).astype(np.float32), scale
                 params["factors"] = "update-data"
             else:
+                if not promising(base_values, target_bits, change, name):
+                    return None
                 b, a = top_factors(change, MAX_RANK)
                 rank = choose_rank(base_values, target_bits, b, a, name)
                 b, a = np.ascontiguousarray(b[:, :rank]), np.ascontiguousarray(a[:rank])

@@ -20,6 +20,7 @@ __all__ = ["SparseUpdate"]
 @frozen
 class SparseUpdate(UpdateType):
     name = "sparse"
+    cost = 1
 
     def encode(
         self, tensor: Tensor, base: Tensor | None, side_data: Mapping[str, Tensor] | None = None
