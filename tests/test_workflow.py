@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from sample_models import checkpoint_bytes, edited, make_model
@@ -241,3 +242,16 @@ def test_squash_stores_dense_versions_without_rewriting_history(repo: GitRepo, v
     assert not (repo.path / ".git" / "theta" / "squash").exists()
     repo.git("checkout", "-q", "HEAD~1")
     assert repo.read(MODEL) == v2
+
+
+def test_checkpoint_type_override(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.ckpt-data")
+    repo.commit_all("track")
+    repo.write("weights.ckpt-data", v1)
+    repo.git("add", "weights.ckpt-data")  # detected from its first bytes: safetensors
+    assert json.loads(repo.git("show", ":weights.ckpt-data").stdout)["format"] == "safetensors"
+    repo.git("reset", "-q")
+    env = dict(repo.env, GIT_THETA_CHECKPOINT_TYPE="onnx")
+    forced = subprocess.run(["git", "add", "weights.ckpt-data"], cwd=repo.path, env=env, capture_output=True, text=True)
+    assert forced.returncode != 0 and "weights.ckpt-data" in forced.stderr  # read as ONNX, as asked
+    assert repo.git("diff", "--cached", "--name-only").stdout == ""

@@ -183,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"theta {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Handler, help: str, hidden: bool = False) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=None if hidden else help, description=help)
+    def add(name: str, handler: Handler, help: str, plumbing: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=f"plumbing: {help}" if plumbing else help, description=help)
         p.set_defaults(handler=handler)
         return p
 
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add("squash", cmd_squash, "make the next commit store these files as dense versions (history is not rewritten)")
     p.add_argument("paths", nargs="+")
-    add("post-commit", cmd_post_commit, "called by the post-commit hook", hidden=True)
+    add("post-commit", cmd_post_commit, "clears squash requests (called by the post-commit hook)", plumbing=True)
     p = add("plugins", cmd_plugins, "list installed plugins and what they register")
     p.add_argument("--json", action="store_true")
     p = add("fetch", cmd_fetch, "download the objects that tracked files need at a revision")
@@ -215,13 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*")
     p = add("checkout", cmd_checkout, "write tracked files that were left as metadata (after installing a plugin)")
     p.add_argument("paths", nargs="*")
-    add("filter-process", cmd_filter_process, "git's long-running filter (called by git)", hidden=True)
-    p = add("pre-push", cmd_pre_push, "push the objects of pushed commits (called by the pre-push hook)", hidden=True)
+    add("filter-process", cmd_filter_process, "git's long-running filter (called by git)", plumbing=True)
+    p = add("pre-push", cmd_pre_push, "push the objects of pushed commits (called by the pre-push hook)", plumbing=True)
     p.add_argument("remote")
     p.add_argument("url", nargs="?")
-    p = add("diff-textconv", cmd_diff_textconv, "describe a metadata file for `git diff` (called by git)", hidden=True)
+    p = add("diff-textconv", cmd_diff_textconv, "a checkpoint as text for `git diff` (called by git)", plumbing=True)
     p.add_argument("file")
-    p = add("merge", cmd_merge, "merge driver (called by git)", hidden=True)
+    p = add("merge", cmd_merge, "merge driver (called by git)", plumbing=True)
     p.add_argument("base")
     p.add_argument("ours")
     p.add_argument("theirs")
