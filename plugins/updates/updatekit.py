@@ -91,7 +91,7 @@ def perturbed(w: torch.Tensor, seed: int = 4) -> torch.Tensor:
 
 def stored_size(arrays: Mapping[str, Tensor]) -> int:
     """Bytes in the object store, by the kernel's own rule: each array raw, or zstd-compressed
-    (level 3) when that saves enough; a dense tensor is always stored raw."""
+    when that saves enough; a dense tensor is always stored raw."""
     return sum(len(codecs.encode(a.data)[1]) for a in arrays.values())
 
 
