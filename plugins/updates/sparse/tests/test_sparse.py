@@ -93,7 +93,7 @@ def test_a_damaged_update_is_an_error() -> None:
         SPARSE.decode(Update(arrays=update.arrays, params={**update.params, "index": "zip"}), base, info)
     with pytest.raises(ThetaError, match="needs a base"):
         SPARSE.decode(update, None, info)
-    short = Update(arrays={**update.arrays, "values": Tensor.from_numpy(np.ones(3, np.float32))}, params=update.params)
+    short = Update(arrays={**update.arrays, "flips": Tensor.from_numpy(np.ones(12, np.uint8))}, params=update.params)
     with pytest.raises(ThetaError, match="3 values for 1 positions"):
         SPARSE.decode(short, base, info)
 

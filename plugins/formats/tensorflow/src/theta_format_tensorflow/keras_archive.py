@@ -22,7 +22,7 @@ from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
 from theta.tensors import Tensor
 from theta_format_tensorflow import hdf5
-from theta_format_tensorflow.splice import COPY_BLOCK, Skeleton, check_regions, copy_stream, cut, splice, tensors
+from theta_format_tensorflow.splice import Skeleton, check_regions, copy_stream, cut, splice, tensors
 
 KIND = "keras"
 WEIGHTS = "model.weights.h5"
@@ -152,25 +152,33 @@ class KerasArchiveFormat(CheckpointFormat):
         member = skeleton.extra["member"]
         with tempfile.TemporaryFile() as out:
             if skeleton.matches(layout):
-                splice(skeleton, layout.load, out)
-                _patch_crc(out, member)
+                counted = _MemberCrc(out, member["start"], member["size"])
+                splice(skeleton, layout.load, counted)  # type: ignore[arg-type]
+                for position in member["crc_at"]:
+                    out.seek(position)
+                    out.write(struct.pack("<I", counted.crc))
             else:
                 _rebuild(skeleton, layout, member, out)
             out.seek(0)
             copy_stream(out, sink)
 
 
-def _patch_crc(file: BinaryIO, member: dict[str, Any]) -> None:
-    file.seek(member["start"])
-    crc = 0
-    left = member["size"]
-    while left > 0:
-        block = file.read(min(left, COPY_BLOCK))
-        crc = zlib.crc32(block, crc)
-        left -= len(block)
-    for position in member["crc_at"]:
-        file.seek(position)
-        file.write(struct.pack("<I", crc))
+class _MemberCrc:
+    """Passes writes through, computing the CRC-32 of the bytes at [start, start + size)."""
+
+    def __init__(self, out: BinaryIO, start: int, size: int) -> None:
+        self._out, self._start, self._end = out, start, start + size
+        self._position = 0
+        self.crc = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        low = max(self._start - self._position, 0)
+        high = min(self._end - self._position, len(view))
+        if low < high:
+            self.crc = zlib.crc32(view[low:high], self.crc)
+        self._position += len(view)
+        return self._out.write(view)
 
 
 def _rebuild(skeleton: Skeleton, layout: Layout, member: dict[str, Any], out: BinaryIO) -> None:

@@ -16,6 +16,9 @@ from theta.updates import Update, UpdateType
 from theta_update_low_rank.factors import fitted_scale, top_factors
 
 MAX_RANK = 16
+# Share of a change's energy, on rows the factors were not fitted to, above which the change
+# is not treated as low-rank.
+MAX_UNEXPLAINED = 0.5
 
 
 def reconstruct(base: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -72,7 +75,11 @@ def promising(base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, nam
     fit, held_out = rows[0::2], rows[1::2]
     _, a = top_factors(change[fit], MAX_RANK)
     with np.errstate(all="ignore"):
-        b = np.nan_to_num(change[held_out].astype(np.float32)) @ a.T
+        observed = np.nan_to_num(change[held_out].astype(np.float32))
+        b = observed @ a.T
+        unexplained = float(np.square(observed - b @ a).sum()) / max(float(np.square(observed).sum()), 1e-30)
+    if unexplained > MAX_UNEXPLAINED:
+        return False  # not a low-rank change: the other update types store such a change as well
     size = best_rank(base[held_out], target_bits[held_out], b, a, rows_total, name)[1]
     return _bits.worthwhile(size, target_bits)
 

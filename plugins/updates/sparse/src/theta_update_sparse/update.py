@@ -7,10 +7,10 @@ from collections.abc import Mapping
 import numpy as np
 from attrs import frozen
 
-from theta.bits import raw_bits
+from theta.bits import group_bytes, raw_bits, ungroup_bytes
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
-from theta.tensors import Tensor
+from theta.tensors import Tensor, dtype
 from theta.updates import Update, UpdateType
 from theta_update_sparse import indices
 
@@ -33,29 +33,33 @@ class SparseUpdate(UpdateType):
         if count * new.itemsize + min(count, tensor.numel // 8) >= tensor.nbytes:
             return None  # the values and the smallest possible index would not be smaller
         positions = np.flatnonzero(changed)
-        values = new[positions]
+        # The changed bits, not the new values: a small change leaves the sign and exponent
+        # bytes zero, and grouping bytes by significance gives zstd long runs of them.
+        flips = group_bytes(new[positions] ^ raw_bits(base)[positions])
         forms = indices.encodings(positions, tensor.numel)
         form = min(indices.FORMS, key=lambda f: indices.stored_size(forms[f]))
-        if forms[form].nbytes + values.nbytes >= tensor.nbytes:
+        if forms[form].nbytes + flips.nbytes >= tensor.nbytes:
             return None
-        arrays = {"index": Tensor.from_numpy(forms[form]), "values": Tensor.from_numpy(values, dtype_name=tensor.dtype)}
+        arrays = {"index": Tensor.from_numpy(forms[form]), "flips": Tensor.from_numpy(flips)}
         return Update(arrays=arrays, params={"index": form, "count": int(positions.size)})
 
     def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
         if base is None or base.dtype != info.dtype or base.shape != info.shape:
             raise ThetaError(f"a sparse update needs a base of {info.dtype} {list(info.shape)}")
-        if "index" not in update.arrays or "values" not in update.arrays:
-            raise ThetaError("a sparse update lacks its index or values array; its metadata is damaged")
-        form, values = update.params.get("index"), update.arrays["values"]
-        if form not in indices.FORMS or values.dtype != info.dtype:
+        if "index" not in update.arrays or "flips" not in update.arrays:
+            raise ThetaError("a sparse update lacks its index or flips array; its metadata is damaged")
+        form, flips = update.params.get("index"), update.arrays["flips"]
+        itemsize = dtype(info.dtype).itemsize
+        if form not in indices.FORMS or flips.dtype != "uint8" or flips.numel % itemsize:
             raise ThetaError(
-                f"sparse update with index form {form!r} and {values.dtype} values cannot rebuild {info.dtype}"
+                f"sparse update with index form {form!r} and {flips.dtype} flips cannot rebuild {info.dtype}"
             )
         positions = indices.decoded(form, update.arrays["index"].numpy(), base.numel)
-        if positions.size != values.numel or (positions.size and (positions[0] < 0 or positions[-1] >= base.numel)):
+        count = flips.numel // itemsize
+        if positions.size != count or (positions.size and (positions[0] < 0 or positions[-1] >= base.numel)):
             raise ThetaError(
-                f"sparse update holds {values.numel} values for {positions.size} positions in {base.numel} elements"
+                f"sparse update holds {count} values for {positions.size} positions in {base.numel} elements"
             )
         bits = raw_bits(base).copy()
-        bits[positions] = values.numpy().reshape(-1).view(bits.dtype)
+        bits[positions] ^= ungroup_bytes(flips.numpy().reshape(-1), itemsize)
         return Tensor.from_numpy(bits.reshape(info.shape), dtype_name=info.dtype)
