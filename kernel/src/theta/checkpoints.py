@@ -207,6 +207,7 @@ class Smudger:
             skeleton=skeleton,
             parameters={n: TensorInfo(dtype=p.dtype, shape=p.shape) for n, p in metadata.parameters.items()},
             load=loader,
+            hashes={n: p.hash.removeprefix(HASH_PREFIX) for n, p in metadata.parameters.items()},
             path=path,
         )
         try:

@@ -48,11 +48,17 @@ class Checkpoint:
 
 @frozen(kw_only=True)
 class Layout:
-    """What `write` gets: `path` is the file's path in the repository, for error messages."""
+    """What `write` gets.
+
+    `hashes` gives each parameter's sha256 (hex) without loading it: a format that keeps a
+    checksum over tensor bytes in its skeleton (a zip CRC) can tell that it still holds.
+    `path` is the file's path in the repository, for error messages.
+    """
 
     skeleton: bytes
     parameters: Mapping[str, TensorInfo]
     load: Callable[[str], Tensor]
+    hashes: Mapping[str, str] = field(factory=dict)
     path: str = "checkpoint"
 
 

@@ -211,6 +211,7 @@ def write_checkpoint(fmt: CheckpointFormat, skeleton: bytes, tensors: dict[str, 
         skeleton=skeleton,
         parameters={n: TensorInfo(dtype=t.dtype, shape=t.shape) for n, t in tensors.items()},
         load=lambda name: tensors[name],
+        hashes={n: t.sha256() for n, t in tensors.items()},
     )
     sink = io.BytesIO()
     fmt.write(layout, sink)

@@ -9,6 +9,7 @@ descriptor, and central directory), which `write` recomputes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import tempfile
@@ -22,7 +23,16 @@ from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
 from theta.tensors import Tensor
 from theta_format_tensorflow import hdf5
-from theta_format_tensorflow.splice import Skeleton, check_regions, copy_stream, cut, splice, tensors
+from theta_format_tensorflow.splice import (
+    Region,
+    Skeleton,
+    check_regions,
+    copy_stream,
+    cut,
+    splice,
+    tensors,
+    to_little,
+)
 
 KIND = "keras"
 WEIGHTS = "model.weights.h5"
@@ -141,6 +151,7 @@ class KerasArchiveFormat(CheckpointFormat):
             with hdf5.open_hdf5(window, f"{source.path}: {WEIGHTS}") as h5:  # type: ignore[arg-type]
                 found = hdf5.regions_of(h5, base=member["start"])
             regions = check_regions(found, size, source.path)
+            member["sha256"] = [_region_sha256(file, r) for r in regions]
             skeleton = cut(file, size, regions, KIND, {"member": member})
         except BaseException:
             file.close()
@@ -150,6 +161,10 @@ class KerasArchiveFormat(CheckpointFormat):
     def write(self, layout: Layout, sink: BinaryIO) -> None:
         skeleton = Skeleton.decode(layout.skeleton, KIND)
         member = skeleton.extra["member"]
+        recorded = member.get("sha256")
+        if skeleton.matches(layout) and recorded == [layout.hashes.get(r.name) for r in skeleton.regions]:
+            splice(skeleton, layout.load, sink)  # the tensors read at commit time: the CRC-32s kept hold
+            return
         with tempfile.TemporaryFile() as out:
             if skeleton.matches(layout):
                 counted = _MemberCrc(out, member["start"], member["size"])
@@ -161,6 +176,12 @@ class KerasArchiveFormat(CheckpointFormat):
                 _rebuild(skeleton, layout, member, out)
             out.seek(0)
             copy_stream(out, sink)
+
+
+def _region_sha256(file: BinaryIO, region: Region) -> str:
+    """The sha256 Theta gives the region's tensor (of its little-endian bytes)."""
+    file.seek(region.offset)
+    return hashlib.sha256(to_little(file.read(region.size), region)).hexdigest()
 
 
 class _MemberCrc:
