@@ -79,7 +79,7 @@ def main() -> None:
         shell(work, env, "git", "commit", "-q", "-am", "v2: fine-tuned")
         added = store_bytes(work) - v1_store
         print(f"  storage added by v2: {added / 1024:.1f} KiB ({added / size:.2%} of the file; Git LFS: 100%)")
-        shell(work, env, "git", "theta", "ls-files")
+        shell(work, env, "git", "theta", "ls-files", "--long")
 
         print("\n# back to v1")
         shell(work, env, "git", "checkout", "-q", "HEAD~1")
