@@ -172,21 +172,15 @@ class Smudger:
     def ensure_objects(self, metadata: Metadata, path: str) -> None:
         """Fetch whatever the checkpoint needs that the local store lacks; name what cannot be had."""
         store = self.params.store
-        needed: dict[str, tuple[int, str]] = {}
-        if metadata.skeleton is not None:
-            needed[metadata.skeleton.oid] = (metadata.skeleton.size, "(skeleton)")
-        for name, param in metadata.parameters.items():
-            for step in param.steps:
-                for record in step.objects.values():
-                    needed.setdefault(record.oid, (record.size, name))
-        missing = [(oid, size) for oid, (size, _) in needed.items() if not store.has(oid)]
+        needed = metadata.objects()
+        missing = [(oid, use.size) for oid, use in needed.items() if not store.has(oid)]
         if missing and self.fetch is not None:
             self.fetch(missing, path)
             missing = [(oid, size) for oid, size in missing if not store.has(oid)]
         if missing:
             oid = missing[0][0]
-            owner = needed[oid][1]
-            what = "its skeleton" if owner == "(skeleton)" else f"parameter {owner!r}"
+            owner = needed[oid].parameter
+            what = "its skeleton" if owner is None else f"parameter {owner!r}"
             raise ObjectMissing(
                 oid,
                 f"{path}: {len(missing)} object(s) missing, e.g. {oid} of {what}; it is neither in the"

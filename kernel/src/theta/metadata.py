@@ -88,9 +88,16 @@ class Parameter:
         if self.steps[-1].hash != self.hash:
             raise ValueError("the last step's hash must equal the parameter's hash")
 
-    @property
-    def oids(self) -> list[str]:
-        return [obj.oid for step in self.steps for obj in step.objects.values()]
+
+@frozen(kw_only=True)
+class ObjectUse:
+    """An object a checkpoint needs: its size, and the parameter needing it (None: the skeleton)."""
+
+    size: int
+    parameter: str | None
+
+    def describe(self, path: str) -> str:
+        return f"{path} (skeleton)" if self.parameter is None else f"{path}: parameter {self.parameter!r}"
 
 
 @frozen(kw_only=True)
@@ -101,16 +108,16 @@ class Metadata:
     skeleton: Blob | None = None
     parameters: dict[str, Parameter] = field(factory=dict)
 
-    @property
-    def oids(self) -> list[str]:
-        """Every object this checkpoint needs, skeleton first, without repeats."""
-        seen: dict[str, None] = {}
+    def objects(self) -> dict[str, ObjectUse]:
+        """Every object this checkpoint needs, skeleton first, each once, with what needs it."""
+        found: dict[str, ObjectUse] = {}
         if self.skeleton is not None:
-            seen[self.skeleton.oid] = None
-        for param in self.parameters.values():
-            for oid in param.oids:
-                seen[oid] = None
-        return list(seen)
+            found[self.skeleton.oid] = ObjectUse(size=self.skeleton.size, parameter=None)
+        for name, param in self.parameters.items():
+            for step in param.steps:
+                for record in step.objects.values():
+                    found.setdefault(record.oid, ObjectUse(size=record.size, parameter=name))
+        return found
 
 
 _converter = make_converter()
@@ -119,6 +126,13 @@ _converter = make_converter()
 def looks_like_metadata(head: bytes) -> bool:
     """True when `head` (a file's first bytes) starts a metadata file."""
     return head.lstrip()[:1] == b"{" and b'"theta": "theta.metadata/' in head[:256]
+
+
+def loads_if_metadata(data: bytes | None, filename: str) -> Metadata | None:
+    """`loads(data)` for a metadata file; None for no data or a file of another kind."""
+    if data is None or not looks_like_metadata(data[:256]):
+        return None
+    return loads(data, filename)
 
 
 def loads(data: bytes, filename: str) -> Metadata:

@@ -7,6 +7,8 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from attrs import evolve
+
 from theta.checkpoints import DEFAULT_CHAIN_CAP, Cleaner, CleanSettings, Smudger
 from theta.errors import ThetaError
 from theta.git.lfs import fetch_objects
@@ -15,7 +17,6 @@ from theta.metadata import Metadata, loads, looks_like_metadata
 from theta.objects import ParameterStore
 from theta.plugins import PluginManager, Registry, default_manager
 from theta.store import ObjectStore
-from theta.tensors import Tensor
 from theta.updates_cli import load_side_data, squash_requests
 
 CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
@@ -25,7 +26,6 @@ class Session:
     def __init__(self, repo: Repo | None = None, manager: PluginManager | None = None) -> None:
         self.repo = repo or Repo()
         self._manager = manager
-        self._side: dict[str, dict[str, Tensor]] | None = None
 
     @cached_property
     def manager(self) -> PluginManager:
@@ -61,21 +61,17 @@ class Session:
         return self.repo.attribute(path, "theta-format") or os.environ.get(CHECKPOINT_TYPE_ENV) or None
 
     def clean_settings(self, path: str) -> CleanSettings:
-        update_type = self.repo.config("theta.updateType")
-        chain_cap = self.repo.config_int("theta.maxChainLength", DEFAULT_CHAIN_CAP)
-        return CleanSettings(
-            update_type=update_type,
-            side_data=self._side_data(),
-            chain_cap=max(chain_cap, 0),
-            squash=path in squash_requests(self.repo),
-        )
+        return evolve(self._settings, squash=path in squash_requests(self.repo))
 
-    def _side_data(self) -> dict[str, dict[str, Tensor]]:
-        """Arrays from `theta.updateData` (set by `git theta add --update-data`), by parameter."""
-        if self._side is None:
-            location = self.repo.config("theta.updateData")
-            self._side = load_side_data(Path(location), self.registry) if location else {}
-        return self._side
+    @cached_property
+    def _settings(self) -> CleanSettings:
+        """The repository's settings, read once per git command (git's `-c` options included)."""
+        location = self.repo.config("theta.updateData")
+        return CleanSettings(
+            update_type=self.repo.config("theta.updateType"),
+            side_data=load_side_data(Path(location), self.registry) if location else {},
+            chain_cap=max(self.repo.config_int("theta.maxChainLength", DEFAULT_CHAIN_CAP), 0),
+        )
 
     def previous_versions(self, path: str) -> list[Metadata]:
         """Versions of `path` that git may compare a new clean against: index, HEAD, last checkout."""

@@ -7,7 +7,7 @@ import sys
 from theta.errors import ThetaError
 from theta.git.lfs import fetch_objects
 from theta.git.repo import Repo
-from theta.metadata import loads, looks_like_metadata
+from theta.metadata import loads_if_metadata, looks_like_metadata
 from theta.store import ObjectStore
 
 ATTRIBUTES = "filter=theta diff=theta merge=theta -text"
@@ -48,14 +48,10 @@ def fetch(repo: Repo, rev: str, paths: list[str]) -> int:
     for meta, path in entries:
         if path not in tracked:
             continue
-        data = repo.read_blob(meta.split()[2])
-        if data is None or not looks_like_metadata(data[:256]):
+        metadata = loads_if_metadata(repo.read_blob(meta.split()[2]), path)
+        if metadata is None:
             continue
-        metadata = loads(data, path)
-        sizes = {o.oid: o.size for p in metadata.parameters.values() for s in p.steps for o in s.objects.values()}
-        if metadata.skeleton is not None:
-            sizes[metadata.skeleton.oid] = metadata.skeleton.size
-        missing = [(oid, size) for oid, size in sizes.items() if not store.has(oid)]
+        missing = [(oid, use.size) for oid, use in metadata.objects().items() if not store.has(oid)]
         bad = fetch_objects(missing, path)
         if bad:
             failed += 1
@@ -93,16 +89,13 @@ def storage_history(repo: Repo, path: str) -> list[str]:
     lines = []
     for entry in log.splitlines():
         commit, short, date, subject = entry.split("\t", 3)
-        data = repo.read_blob(f"{commit}:{path}")
-        if data is None or not looks_like_metadata(data[:256]):
+        metadata = loads_if_metadata(repo.read_blob(f"{commit}:{path}"), f"{commit}:{path}")
+        if metadata is None:
             lines.append(f"{short} {date} {'(not a Theta metadata file)':>24}  {subject}")
             continue
-        metadata = loads(data, f"{commit}:{path}")
-        sizes = {o.oid: o.size for p in metadata.parameters.values() for s in p.steps for o in s.objects.values()}
-        if metadata.skeleton is not None:
-            sizes[metadata.skeleton.oid] = metadata.skeleton.size
-        new = {oid: size for oid, size in sizes.items() if oid not in seen}
-        seen.update(sizes)
+        needed = metadata.objects()
+        new = {oid: use.size for oid, use in needed.items() if oid not in seen}
+        seen.update(needed)
         added = sum(new.values())
         lines.append(f"{short} {date} {_size(added):>12} in {len(new):>4} object(s)  {subject}")
     return lines

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from theta.errors import ThetaError
 from theta.git.lfs import push_objects
 from theta.git.repo import Repo
-from theta.metadata import loads, looks_like_metadata
+from theta.metadata import loads_if_metadata
 from theta.store import ObjectStore
 
 ZERO = "0" * 40
@@ -46,15 +46,11 @@ def objects_to_push(repo: Repo, blobs: dict[str, str]) -> dict[str, str]:
     for sha, path in blobs.items():
         if path not in tracked:
             continue
-        data = repo.read_blob(sha)
-        if data is None or not looks_like_metadata(data[:256]):
+        metadata = loads_if_metadata(repo.read_blob(sha), path)
+        if metadata is None:
             continue
-        metadata = loads(data, path)
-        if metadata.skeleton is not None:
-            wanted.setdefault(metadata.skeleton.oid, f"{path} (skeleton)")
-        for name, param in metadata.parameters.items():
-            for oid in param.oids:
-                wanted.setdefault(oid, f"{path}: parameter {name!r}")
+        for oid, use in metadata.objects().items():
+            wanted.setdefault(oid, use.describe(path))
     return wanted
 
 
