@@ -45,8 +45,8 @@ import zstandard
 from common import Workspace, markdown_table, mib
 from synthetic import make_model, write
 
-from theta import codecs
 from theta.plugins import default_manager
+from theta.store import codecs
 from theta.tensors import Tensor
 
 MODEL = "model.safetensors"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import EntryPoint
 from typing import Any, BinaryIO
 
@@ -44,12 +45,40 @@ def test_inline_plugin_registers_a_format() -> None:
     assert (record.name, record.distribution, record.hooks) == ("toy", "theta-format-toy", ("theta_register_formats",))
 
 
-def test_a_name_registered_twice_names_both_distributions() -> None:
+def test_a_name_registered_twice_leaves_the_second_plugin_out() -> None:
     manager = PluginManager()
     manager.register(ToyPlugin(), name="first", distribution="dist-one")
     manager.register(ToyPlugin(), name="second", distribution="dist-two")
-    with pytest.raises(PluginError, match=r"'toy' is registered twice: by dist-one .* and by dist-two"):
-        manager.registry  # noqa: B018
+    registry = manager.registry
+    assert registry.owner("formats", "toy") == "dist-one"
+    assert re.search(r"'toy' is registered twice: by dist-one .* and by dist-two", registry.problems["second"])
+    assert "first" not in registry.problems
+
+
+def test_a_registration_hook_that_raises_leaves_only_that_plugin_out() -> None:
+    class Raising:
+        @theta.hookimpl
+        def theta_register_formats(self, register: Any) -> None:
+            register(ToyFormat())
+            raise RuntimeError("boom")
+
+    manager = PluginManager()
+    manager.register(Raising(), name="raising", distribution="dist-raising")
+    manager.load_entry_points()
+    registry = manager.registry
+    assert "toy" not in registry.formats
+    assert "RuntimeError: boom" in registry.problems["raising"]
+    assert "safetensors" in registry.formats and "dense" in registry.update_types
+
+
+def test_missing_name_hint_comes_from_the_declared_catalog() -> None:
+    registry = PluginManager().registry
+    with pytest.raises(
+        theta.errors.ThetaError, match=r"install theta-format-torch \(`pip install theta-format-torch`\)"
+    ):
+        registry.format("pytorch")
+    with pytest.raises(theta.errors.ThetaError, match="no known distribution provides it"):
+        registry.format("no-such-format")
 
 
 def test_registering_the_wrong_kind_is_an_error() -> None:
@@ -60,8 +89,7 @@ def test_registering_the_wrong_kind_is_an_error() -> None:
 
     manager = PluginManager()
     manager.register(Wrong(), name="wrong", distribution="dist-wrong")
-    with pytest.raises(PluginError, match=r"dist-wrong.*not a UpdateType"):
-        manager.registry  # noqa: B018
+    assert re.search(r"dist-wrong.*not a UpdateType", manager.registry.problems["wrong"])
 
 
 def test_misspelled_hook_is_refused() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from theta.errors import ObjectCorrupt, ObjectMissing
-from theta.store import ObjectStore
+from theta.store.objects import ObjectStore
 
 
 def test_put_is_content_addressed_in_the_lfs_layout(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_failed_write_leaves_no_partial_object(tmp_path: Path, monkeypatch: pyte
     def interrupted(src: str, dst: str) -> None:
         raise OSError("interrupted before the rename")
 
-    monkeypatch.setattr("theta.store.os.replace", interrupted)
+    monkeypatch.setattr("theta.store.objects.os.replace", interrupted)
     with pytest.raises(OSError, match="interrupted"):
         store.put(b"x" * 1000)
     assert list((tmp_path / "lfs" / "tmp").iterdir()) == []

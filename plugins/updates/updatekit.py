@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from safetensors.torch import save as save_torch
 
-from theta import codecs
 from theta.formats import TensorInfo
 from theta.plugins import default_manager
+from theta.store import codecs
 from theta.tensors import Tensor
 from theta.testing import GitRepo, setup_git_home
 from theta.updates import Update, UpdateType

@@ -17,9 +17,9 @@ from attrs import field, frozen
 from theta.errors import FormatError, ObjectMissing, ThetaError
 from theta.formats import CheckpointFormat, Layout, Source, TensorInfo
 from theta.metadata import HASH_PREFIX, METADATA_VERSION, Blob, Metadata, Parameter, Step
-from theta.objects import DENSE, PackedUpdate, ParameterStore
 from theta.plugins import Registry
 from theta.prefetch import PrefetchingLoader
+from theta.store.parameters import DENSE, PackedUpdate, ParameterStore
 from theta.tensors import Tensor
 
 DEFAULT_CHAIN_CAP = 8

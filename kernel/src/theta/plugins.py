@@ -21,7 +21,7 @@ from typing import Any
 import pluggy
 from attrs import field, frozen
 
-from theta import hookspecs
+from theta import catalog, hookspecs
 from theta.diffs import DiffRenderer
 from theta.errors import PluginError, ThetaError
 from theta.formats import CheckpointFormat
@@ -41,6 +41,12 @@ class Kind:
     base: type
 
 
+KIND_NOUNS = {
+    "formats": "checkpoint format",
+    "update_types": "update type",
+    "diff_renderers": "diff renderer",
+    "merge_strategies": "merge strategy",
+}
 KINDS = (
     Kind(key="formats", hook="theta_register_formats", base=CheckpointFormat),
     Kind(key="update_types", hook="theta_register_update_types", base=UpdateType),
@@ -70,9 +76,15 @@ class Registration:
 
 @frozen(kw_only=True)
 class Registry:
-    """Everything the loaded plugins registered, by kind and name."""
+    """Everything the loaded plugins registered, by kind and name.
+
+    `problems` maps a plugin left out of the registry (its hook raised, it registered a bad
+    object, or a name another plugin took first) to the reason.
+    """
 
     entries: dict[str, dict[str, Registration]] = field(factory=dict)
+    problems: dict[str, str] = field(factory=dict)
+    load_errors: dict[str, tuple[str, str]] = field(factory=dict)
 
     def of(self, kind: str) -> dict[str, Any]:
         return {name: r.obj for name, r in self.entries.get(kind, {}).items()}
@@ -98,23 +110,42 @@ class Registry:
 
     def format(self, name: str, distribution: str | None = None) -> CheckpointFormat:
         """The format called `name`; `distribution` (from a metadata file) names the plugin to install."""
-        try:
-            return self.formats[name]
-        except KeyError:
-            wanted = distribution if distribution and not distribution.startswith("<") else f"theta-format-{name}"
-            raise ThetaError(
-                f"no checkpoint format {name!r} is installed; install {wanted}"
-                f" (`pip install {wanted}`). Installed: {', '.join(self.formats) or 'none'}"
-            ) from None
+        return self.get("formats", name, distribution)
 
     def update_type(self, name: str) -> UpdateType:
-        try:
-            return self.update_types[name]
-        except KeyError:
-            raise ThetaError(
-                f"no update type {name!r} is installed; install theta-update-{name}"
-                f" (`pip install theta-update-{name}`). Installed: {', '.join(self.update_types) or 'none'}"
-            ) from None
+        return self.get("update_types", name)
+
+    def merge_strategy(self, name: str) -> MergeStrategy:
+        return self.get("merge_strategies", name)
+
+    def diff_renderer(self, name: str) -> DiffRenderer:
+        return self.get("diff_renderers", name)
+
+    def get(self, kind: str, name: str, distribution: str | None = None) -> Any:
+        """The object of `kind` called `name`; an error naming the distribution to install when it is missing."""
+        found = self.entries.get(kind, {}).get(name)
+        if found is not None:
+            return found.obj
+        raise ThetaError(self.missing(kind, name, distribution))
+
+    def missing(self, kind: str, name: str, distribution: str | None = None) -> str:
+        """Why `name` is not available, and what to install: from the catalog the plugins declare."""
+        what = KIND_NOUNS[kind]
+        installed = ", ".join(sorted(self.entries.get(kind, {}))) or "none"
+        wanted = distribution if distribution and not distribution.startswith("<") else catalog.provider(kind, name)
+        broken = [
+            f"plugin {plugin!r} ({dist}) is installed but failed: {reason}"
+            for plugin, (dist, reason) in self.load_errors.items()
+            if wanted is not None and dist == wanted
+        ]
+        if broken:
+            return f"no {what} {name!r} is available: {'; '.join(broken)}. Installed: {installed}"
+        if wanted is None:
+            return (
+                f"no {what} {name!r} is installed, and no known distribution provides it"
+                f" (`git theta plugins` lists what is installed). Installed: {installed}"
+            )
+        return f"no {what} {name!r} is installed; install {wanted} (`pip install {wanted}`). Installed: {installed}"
 
 
 class PluginManager:
@@ -179,16 +210,47 @@ class PluginManager:
         return self._registry
 
     def _build_registry(self) -> Registry:
-        entries: dict[str, dict[str, Registration]] = {}
-        for kind in KINDS:
-            found: dict[str, Registration] = {}
-            for impl in getattr(self._pm.hook, kind.hook).get_hookimpls():
-                register = self._registrar(kind, impl.plugin_name, found)
-                self._call(impl, kind.hook, register)
-            entries[kind.key] = found
-        return Registry(entries=entries)
+        """Call every registration hook; a plugin that breaks a rule is left out, with the reason.
 
-    def _registrar(self, kind: Kind, plugin_name: str, found: dict[str, Registration]) -> Callable[[Any], None]:
+        Plugins are taken in name order; a name already registered by an earlier plugin makes
+        the later one the one left out, so the result does not depend on installation order.
+        """
+        offered: dict[str, list[tuple[Kind, Registration]]] = {}
+        problems: dict[str, str] = {}
+        for kind in KINDS:
+            for impl in getattr(self._pm.hook, kind.hook).get_hookimpls():
+                if impl.plugin_name in problems:
+                    continue
+                collected = offered.setdefault(impl.plugin_name, [])
+                try:
+                    self._call(impl, kind.hook, self._registrar(kind, impl.plugin_name, collected))
+                except PluginError as exc:
+                    problems[impl.plugin_name] = str(exc)
+                except Exception as exc:
+                    problems[impl.plugin_name] = f"{kind.hook} raised {type(exc).__name__}: {exc}"
+        entries: dict[str, dict[str, Registration]] = {kind.key: {} for kind in KINDS}
+        for plugin in sorted(offered):
+            if plugin in problems:
+                continue
+            taken = [(k, r) for k, r in offered[plugin] if r.name in entries[k.key]]
+            if taken:
+                kind, reg = taken[0]
+                first = entries[kind.key][reg.name]
+                problems[plugin] = (
+                    f"{kind.base.__name__} {reg.name!r} is registered twice: by {first.distribution}"
+                    f" (plugin {first.plugin!r}) and by {reg.distribution} (plugin {plugin!r}); the second is"
+                    " left out: uninstall one of them"
+                )
+                continue
+            for kind, reg in offered[plugin]:
+                entries[kind.key][reg.name] = reg
+        for plugin, reason in problems.items():
+            print(f"theta: warning: plugin {plugin!r} is left out: {reason}", file=sys.stderr)
+        load_errors = {r.name: (r.distribution, r.error) for r in self._records.values() if r.error is not None}
+        load_errors.update({p: (self._distributions.get(p, ("<local>", ""))[0], why) for p, why in problems.items()})
+        return Registry(entries=entries, problems=problems, load_errors=load_errors)
+
+    def _registrar(self, kind: Kind, plugin_name: str, found: list[tuple[Kind, Registration]]) -> Callable[[Any], None]:
         distribution = self._distributions.get(plugin_name, ("<local>", ""))[0]
 
         def register(obj: Any) -> None:
@@ -203,14 +265,11 @@ class PluginManager:
                     f"plugin {plugin_name!r} ({distribution}) registered a {kind.base.__name__}"
                     f" with an invalid name {name!r} (lower-case letters, digits, '.', '_', '-')"
                 )
-            if name in found:
-                first = found[name]
+            if any(k is kind and r.name == name for k, r in found):
                 raise PluginError(
-                    f"{kind.base.__name__} {name!r} is registered twice: by {first.distribution}"
-                    f" (plugin {first.plugin!r}) and by {distribution} (plugin {plugin_name!r});"
-                    " uninstall one of them"
+                    f"plugin {plugin_name!r} ({distribution}) registered {kind.base.__name__} {name!r} twice"
                 )
-            found[name] = Registration(name=name, obj=obj, plugin=plugin_name, distribution=distribution)
+            found.append((kind, Registration(name=name, obj=obj, plugin=plugin_name, distribution=distribution)))
 
         return register
 

@@ -14,10 +14,10 @@ from theta.errors import ThetaError
 from theta.git.lfs import fetch_objects
 from theta.git.repo import Repo
 from theta.metadata import Metadata, loads, looks_like_metadata
-from theta.objects import ParameterStore
+from theta.next_commit import load_side_data, squash_requests
 from theta.plugins import PluginManager, Registry, default_manager
-from theta.store import ObjectStore
-from theta.updates_cli import load_side_data, squash_requests
+from theta.store.objects import ObjectStore
+from theta.store.parameters import ParameterStore
 
 CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
 

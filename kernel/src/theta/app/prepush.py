@@ -15,7 +15,7 @@ from theta.errors import ThetaError
 from theta.git.lfs import push_objects
 from theta.git.repo import Repo
 from theta.metadata import loads_if_metadata
-from theta.store import ObjectStore
+from theta.store.objects import ObjectStore
 
 ZERO = "0" * 40
 

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 
 from attrs import frozen
 
-from theta import codecs
 from theta.errors import ObjectCorrupt, ObjectMissing, ThetaError
 from theta.formats import TensorInfo
 from theta.metadata import HASH_PREFIX, ArrayObject, Parameter, Step
 from theta.plugins import Registry
-from theta.store import ObjectStore
+from theta.store import codecs
+from theta.store.objects import ObjectStore
 from theta.tensors import Tensor, dtype
 from theta.updates import Update
 

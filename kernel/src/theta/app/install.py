@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from theta.git.hooks import HOOKS, install_hook, theta_command
+from theta.app.hooks import HOOKS, install_hook, theta_command
 from theta.git.repo import Repo, run_git
 
 

@@ -14,10 +14,10 @@ import sys
 import time
 from typing import BinaryIO
 
+from theta.app.hooks import ensure_repo_hooks
 from theta.checkpoints import choose_format
 from theta.errors import ThetaError
 from theta.formats import SNIFF_BYTES, Source
-from theta.git.hooks import ensure_repo_hooks
 from theta.git.pktline import ContentStream, PacketReader, PacketWriter, ProtocolError
 from theta.metadata import dumps, loads, looks_like_metadata
 from theta.session import Session

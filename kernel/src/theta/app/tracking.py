@@ -8,7 +8,7 @@ from theta.errors import ThetaError
 from theta.git.lfs import fetch_objects
 from theta.git.repo import Repo
 from theta.metadata import loads_if_metadata, looks_like_metadata
-from theta.store import ObjectStore
+from theta.store.objects import ObjectStore
 
 ATTRIBUTES = "filter=theta diff=theta merge=theta -text"
 

@@ -1,0 +1,1 @@
+"""One module per `git theta` subcommand; each defines `register(add)` (see `theta.app.cli`)."""

@@ -1,0 +1,42 @@
+"""`git theta add` (choosing how changed parameters are stored) and `git theta squash`."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+from theta.errors import ThetaError
+from theta.git.repo import Repo
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    settings = []
+    if args.update_type:
+        settings += ["-c", f"theta.updateType={args.update_type}"]
+    if args.update_data:
+        data = Path(args.update_data).resolve()
+        if not data.is_file():
+            raise ThetaError(f"update data file {args.update_data} does not exist")
+        settings += ["-c", f"theta.updateData={data}"]
+    proc = subprocess.run(["git", *settings, "add", "--", *args.paths])
+    return proc.returncode
+
+
+def cmd_squash(args: argparse.Namespace) -> int:
+    from theta.next_commit import request_squash
+
+    request_squash(Repo(), args.paths)
+    print(f"theta: the next commit stores {', '.join(args.paths)} as dense versions; `git add` them now")
+    return 0
+
+
+def register(add) -> None:  # type: ignore[no-untyped-def]
+    p = add("add", cmd_add, "git add, choosing how changed parameters are stored")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--update-type", help="store changed parameters with this update type (e.g. sparse, low-rank, ia3)")
+    p.add_argument(
+        "--update-data", help="a checkpoint of update data: '<parameter>.<array>' keys (LoRA factors, IA3 scales)"
+    )
+    p = add("squash", cmd_squash, "make the next commit store these files as dense versions (history is not rewritten)")
+    p.add_argument("paths", nargs="+")
