@@ -90,7 +90,7 @@ class Cleaner:
             if name in parameters:
                 raise FormatError(f"{source.path}: parameter {name!r} appears twice")
             known = [v[name] for v in versions if name in v]
-            parameters[name] = self._parameter(source.path, name, tensor, known, settings)
+            parameters[name] = self.encode_parameter(source.path, name, tensor, known, settings)
         return Metadata(
             theta=METADATA_VERSION,
             format=fmt.name,
@@ -99,7 +99,7 @@ class Cleaner:
             parameters=parameters,
         )
 
-    def _parameter(
+    def encode_parameter(
         self, path: str, name: str, tensor: Tensor, known: list[Parameter], settings: CleanSettings
     ) -> Parameter:
         tensor_hash = HASH_PREFIX + tensor.sha256()
