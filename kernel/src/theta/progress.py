@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from theta.sizes import human
+
 
 class Progress:
     def __init__(self, label: str, total: int, unit: str = "", delay: float = 1.0) -> None:
@@ -38,11 +40,4 @@ class Progress:
 
 
 def _human(n: int, unit: str) -> str:
-    if unit != "B":
-        return str(n)
-    size = float(n)
-    for suffix in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or suffix == "GiB":
-            return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
-        size /= 1024
-    return f"{n} B"
+    return human(n) if unit == "B" else str(n)

@@ -8,6 +8,7 @@ from theta.errors import ThetaError
 from theta.git.lfs import fetch_objects
 from theta.git.repo import Repo
 from theta.metadata import loads_if_metadata, looks_like_metadata
+from theta.sizes import human
 from theta.store.objects import ObjectStore
 
 ATTRIBUTES = "filter=theta diff=theta merge=theta -text"
@@ -97,13 +98,5 @@ def storage_history(repo: Repo, path: str) -> list[str]:
         new = {oid: use.size for oid, use in needed.items() if oid not in seen}
         seen.update(needed)
         added = sum(new.values())
-        lines.append(f"{short} {date} {_size(added):>12} in {len(new):>4} object(s)  {subject}")
+        lines.append(f"{short} {date} {human(added):>12} in {len(new):>4} object(s)  {subject}")
     return lines
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
