@@ -1,7 +1,15 @@
-"""The repository hooks Theta needs (pre-push), installed beside whatever is already there.
+"""The repository hooks Theta needs, installed beside whatever is already there.
+
+Git runs one script per hook, and git-lfs writes its own (pre-push, post-checkout,
+post-commit, post-merge) only where none exists: once Theta's hooks are in place, git-lfs
+installs none. So each of Theta's hooks also runs git-lfs's logic (`git lfs <hook> "$@"`,
+with the same standard input), whatever was installed first: plain Git LFS files in the same
+repository are pushed, and lockable files are handled, as if git-lfs's hooks were there.
 
 An existing hook that is not ours is kept: it is renamed `<hook>.theta-chained` and our hook
-runs it after our own step, with the same arguments and standard input.
+runs it after our own steps, with the same arguments and standard input. When that hook
+already calls git-lfs (it is git-lfs's own, or a user's that includes it), ours leaves the
+git-lfs step to it, so git-lfs runs once.
 """
 
 from __future__ import annotations
@@ -11,12 +19,21 @@ import stat
 import sys
 from pathlib import Path
 
+from theta.errors import ThetaError
 from theta.git.repo import Repo
 
 MARKER = "# theta: managed hook"
+HOOK_VERSION = 2  # 2: every hook runs git-lfs's logic too
 CHAINED_SUFFIX = ".theta-chained"
-HOOKS = ("pre-push", "post-commit")
+HOOKS = ("pre-push", "post-checkout", "post-commit", "post-merge")
 HOOKS_WITH_INPUT = ("pre-push",)
+# Theta's own step in each hook (the hooks without one exist to run git-lfs's logic).
+THETA_STEPS = {"pre-push": 'pre-push "$@"', "post-commit": "post-commit"}
+LFS_SETUP_ADVICE = (
+    "these hooks also run Git LFS's (`git lfs pre-push`, post-checkout, post-commit, post-merge), so in this"
+    " repository `git lfs install` stops at `Hook already exists`: run `git lfs install --skip-repo` instead"
+    " (it sets up Git LFS's filter and leaves the hooks as they are)"
+)
 
 
 def theta_command() -> str:
@@ -28,27 +45,44 @@ def theta_command() -> str:
     return str(candidate) if candidate.exists() else "git-theta"
 
 
+def version_line() -> str:
+    return f"{MARKER} (version {HOOK_VERSION})"
+
+
 def hook_script(name: str) -> str:
     command = theta_command()
-    missing = f"""command -v {command} >/dev/null 2>&1 || {{
-  echo >&2 "theta: {command} was not found on PATH; install theta-kernel, or delete .git/hooks/{name}"
-  exit 2
-}}
-"""
-    if name in HOOKS_WITH_INPUT:
-        body = f"""input=$(cat)
-printf '%s\\n' "$input" | {command} {name} "$@" || exit $?
-if [ -x "$0{CHAINED_SUFFIX}" ]; then
-  printf '%s\\n' "$input" | "$0{CHAINED_SUFFIX}" "$@" || exit $?
-fi
-"""
-    else:
-        body = f"""{command} {name} "$@" || exit $?
-if [ -x "$0{CHAINED_SUFFIX}" ]; then
-  "$0{CHAINED_SUFFIX}" "$@" || exit $?
-fi
-"""
-    return f"#!/bin/sh\n{MARKER}\n{missing}{body}"
+    with_input = name in HOOKS_WITH_INPUT
+    feed = "feed | " if with_input else ""
+    lines = [
+        "#!/bin/sh",
+        version_line(),
+        f"command -v {command} >/dev/null 2>&1 || {{",
+        f'  echo >&2 "theta: {command} was not found on PATH; install theta-kernel, or delete $0"',
+        "  exit 2",
+        "}",
+        "command -v git-lfs >/dev/null 2>&1 || {",
+        '  echo >&2 "theta: git-lfs was not found on PATH; Theta and Git LFS need it (apt-get install git-lfs)"',
+        "  exit 2",
+        "}",
+        f'chained="$0{CHAINED_SUFFIX}"',
+    ]
+    if with_input:
+        lines += ["input=$(cat)", 'feed() { [ -z "$input" ] || printf \'%s\\n\' "$input"; }']
+    if name in THETA_STEPS:
+        lines.append(f"{feed}{command} {THETA_STEPS[name]} || exit $?")
+    lines += [
+        f'if ! {{ [ -f "$chained" ] && grep -Eq \'git[ -]lfs {name}\' "$chained"; }}; then',
+        f'  {feed}git lfs {name} "$@" || exit $?',
+        "fi",
+        'if [ -x "$chained" ]; then',
+        f'  {feed}"$chained" "$@" || exit $?',
+        "fi",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def is_ours(text: str) -> bool:
+    return MARKER in text
 
 
 def install_hook(hooks_dir: Path, name: str) -> bool:
@@ -60,18 +94,35 @@ def install_hook(hooks_dir: Path, name: str) -> bool:
         current = path.read_text(errors="replace")
         if current == script:
             return False
-        if MARKER not in current:
+        if not is_ours(current):
             chained = path.with_name(name + CHAINED_SUFFIX)
             if not chained.exists():
                 path.rename(chained)
+            elif not is_plain_lfs_hook(current, name):
+                raise ThetaError(
+                    f"{path} is not Theta's hook and {chained.name} is kept there already: merge the two into"
+                    f" {chained} and run `git theta install --local`"
+                )
     path.write_text(script)
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return True
 
 
+def is_plain_lfs_hook(text: str, name: str) -> bool:
+    """True for git-lfs's own hook: our hook runs the same logic, so it need not be kept."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return any(line == f'git lfs {name} "$@"' for line in lines) and all(
+        line.startswith(("#", "command -v git-lfs")) or line == f'git lfs {name} "$@"' for line in lines
+    )
+
+
 def ensure_repo_hooks(repo: Repo) -> None:
-    """Install missing hooks; leaves a hook of ours that is already there untouched."""
+    """Install missing hooks and upgrade ours from earlier versions; leaves current ones untouched."""
     for name in HOOKS:
         path = repo.hooks_dir / name
-        if not path.exists() or MARKER not in path.read_text(errors="replace"):
+        if not path.exists():
+            install_hook(repo.hooks_dir, name)
+            continue
+        text = path.read_text(errors="replace")
+        if not is_ours(text) or version_line() not in text:
             install_hook(repo.hooks_dir, name)

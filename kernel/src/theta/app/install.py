@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from theta.app.hooks import HOOKS, install_hook, theta_command
+from theta.app.hooks import HOOKS, LFS_SETUP_ADVICE, install_hook, theta_command
 from theta.git.repo import Repo, run_git
 
 
@@ -27,6 +27,7 @@ def install(scope: str, repo: Repo | None) -> list[str]:
         for name in HOOKS:
             if install_hook(repo.hooks_dir, name):
                 done.append(f"hook {repo.hooks_dir / name}")
+        done.append(LFS_SETUP_ADVICE)
     return done
 
 
