@@ -19,10 +19,14 @@ from theta.formats import CheckpointFormat, Layout, Source, TensorInfo
 from theta.metadata import HASH_PREFIX, METADATA_VERSION, Blob, Metadata, Parameter, Step
 from theta.plugins import Registry
 from theta.prefetch import PrefetchingLoader
-from theta.store.parameters import DENSE, PackedUpdate, ParameterStore
+from theta.store.parameters import PackedUpdate, ParameterStore
 from theta.tensors import Tensor
+from theta.updates import UpdateType
 
 DEFAULT_CHAIN_CAP = 8
+# The update type that starts every chain (`git config theta.rootUpdateType`): it must store
+# the tensor whole (`needs_base = False`). The default names the built-in `dense` plugin.
+DEFAULT_ROOT_UPDATE = "dense"
 # Once an exact encoding stores at most this share of the tensor, the costlier update types
 # are not tried: they could save at most this share of it.
 SMALL_ENOUGH = 1 / 32
@@ -36,10 +40,11 @@ class CleanSettings:
 
     `update_type` forces one type; `side_data` maps a parameter name to arrays the user
     supplied for it; `chain_cap` is how many updates may follow a dense version; `squash`
-    stores every tensor dense.
+    stores every tensor dense; `root_update` is the type that stores a tensor whole.
     """
 
     update_type: str | None = None
+    root_update: str = DEFAULT_ROOT_UPDATE
     side_data: Mapping[str, Mapping[str, Tensor]] = field(factory=dict)
     chain_cap: int = DEFAULT_CHAIN_CAP
     squash: bool = False
@@ -78,7 +83,7 @@ class Cleaner:
         already knows gives back exactly what git holds; a changed tensor is encoded against
         the first version that has a parameter of its name.
         """
-        self.registry.update_type(DENSE)  # every chain starts dense: refuse before storing anything
+        self.root_type(settings)  # every chain starts whole: refuse before storing anything
         checkpoint = fmt.read(source)
         skeleton = None
         if checkpoint.skeleton:
@@ -115,13 +120,33 @@ class Cleaner:
         if previous is not None and same_layout and not settings.squash and updates_so_far < settings.chain_cap:
             steps = self._incremental(path, name, tensor, tensor_hash, previous, settings)
         if not steps:
-            steps = (self.params.dense_step(tensor, tensor_hash),)
+            steps = (self._root_step(path, name, tensor, tensor_hash, settings),)
         return Parameter(dtype=tensor.dtype, shape=tensor.shape, hash=tensor_hash, steps=steps)
+
+    def root_type(self, settings: CleanSettings) -> UpdateType:
+        root = self.registry.update_type(settings.root_update)
+        if root.needs_base:
+            raise ThetaError(
+                f"update type {settings.root_update!r} cannot start a chain (it needs a base);"
+                " set `git config theta.rootUpdateType` to a type that stores tensors whole"
+            )
+        return root
+
+    def _root_step(self, path: str, name: str, tensor: Tensor, tensor_hash: str, settings: CleanSettings) -> Step:
+        root = self.root_type(settings)
+        try:
+            update = root.encode(tensor, None, settings.side_data.get(name))
+        except ThetaError as exc:
+            raise ThetaError(f"{path}: parameter {name!r}: update type {root.name!r}: {exc}") from None
+        if update is None:
+            raise ThetaError(f"{path}: parameter {name!r}: update type {root.name!r} declined to store it whole")
+        packed = self.params.pack(root.name, update, whole=tensor, whole_hash=tensor_hash)
+        return self.params.save(packed, tensor_hash)
 
     def _candidates(self, settings: CleanSettings) -> list[str]:
         if settings.update_type is not None:
-            self.registry.update_type(settings.update_type)  # an unknown name is an error
-            return [] if settings.update_type == DENSE else [settings.update_type]
+            forced = self.registry.update_type(settings.update_type)  # an unknown name is an error
+            return [settings.update_type] if forced.needs_base else []
         found = [(u.cost, n) for n, u in self.registry.update_types.items() if u.needs_base]
         return [name for _, name in sorted(found)]
 
@@ -144,20 +169,27 @@ class Cleaner:
             update_type = self.registry.update_type(update_name)
             try:
                 update = update_type.encode(tensor, base, side_data)
+                if update is None:
+                    continue
+                packed = self.params.pack(update_name, update)
+                if packed.stored_size >= tensor.nbytes or (best is not None and packed.stored_size >= best.stored_size):
+                    continue
+                decoded = update_type.decode(update, base, TensorInfo(dtype=tensor.dtype, shape=tensor.shape))
             except ThetaError as exc:
                 raise ThetaError(f"{path}: parameter {name!r}: update type {update_name!r}: {exc}") from None
-            if update is None:
+            except Exception as exc:
+                owner = self.registry.owner("update_types", update_name)
+                _warn(
+                    f"{path}: parameter {name!r}: update type {update_name!r} ({owner}) failed:"
+                    f" {type(exc).__name__}: {exc}; trying the next one"
+                )
                 continue
-            packed = self.params.pack(update_name, update)
-            if packed.stored_size >= tensor.nbytes or (best is not None and packed.stored_size >= best.stored_size):
-                continue
-            decoded = update_type.decode(update, base, TensorInfo(dtype=tensor.dtype, shape=tensor.shape))
             if HASH_PREFIX + decoded.sha256() != tensor_hash:
                 _warn(f"{path}: parameter {name!r}: update type {update_name!r} is not exact here; not used")
                 continue
             best = packed
         if best is None:
-            if settings.update_type is not None and settings.update_type != DENSE:
+            if settings.update_type is not None and self.registry.update_type(settings.update_type).needs_base:
                 _warn(f"{path}: parameter {name!r}: update type {settings.update_type!r} does not apply; stored whole")
             return ()
         return (*previous.steps, self.params.save(best, tensor_hash))

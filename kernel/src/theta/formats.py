@@ -15,9 +15,11 @@ whose parameters differ from the skeleton's (after a merge) must still give a va
 from __future__ import annotations
 
 import abc
+import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol
 
@@ -140,6 +142,29 @@ class Source:
         if self._spooled is not None:
             self._spooled.unlink(missing_ok=True)
             self._spooled = None
+
+
+@contextmanager
+def open_source(path: str, stream: ByteStream, spool_dir: Path | None = None) -> Iterator[Source]:
+    """The one way to read a checkpoint: `stream` as a `Source` with its head peeked.
+
+    Whatever the format spooled is deleted when the block ends.
+    """
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+    head = buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+    buffered.read(len(head))
+    source = Source(path, buffered, head, spool_dir=spool_dir)
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+@contextmanager
+def open_file_source(file: Path, path: str | None = None) -> Iterator[Source]:
+    """A checkpoint on disk as a `Source`; `path` names it in messages (default: the file)."""
+    with open(file, "rb", buffering=0) as raw, open_source(path or str(file), raw) as source:
+        yield source
 
 
 class CheckpointFormat(abc.ABC):

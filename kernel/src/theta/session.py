@@ -6,14 +6,16 @@ import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 from attrs import evolve
 
-from theta.checkpoints import DEFAULT_CHAIN_CAP, Cleaner, CleanSettings, Smudger
+from theta.checkpoints import DEFAULT_CHAIN_CAP, DEFAULT_ROOT_UPDATE, Cleaner, CleanSettings, Smudger, choose_format
 from theta.errors import ThetaError
+from theta.formats import ByteStream, open_source
 from theta.git.lfs import fetch_objects
 from theta.git.repo import Repo
-from theta.metadata import Metadata, loads, looks_like_metadata
+from theta.metadata import Metadata, dumps, loads, looks_like_metadata
 from theta.next_commit import load_side_data, squash_requests
 from theta.plugins import PluginManager, Registry, default_manager
 from theta.store.objects import ObjectStore
@@ -23,6 +25,8 @@ CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
 
 
 class Session:
+    """The one wiring place: `clean` and `smudge` are what the filter process calls per file."""
+
     def __init__(self, repo: Repo | None = None, manager: PluginManager | None = None) -> None:
         self.repo = repo or Repo()
         self._manager = manager
@@ -57,6 +61,41 @@ class Session:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    # -- the two conversions git asks for ---------------------------------------------------
+
+    def clean(self, path: str, stream: ByteStream) -> bytes:
+        """What git stores for the file `stream` holds: its metadata (a metadata file passes through, checked)."""
+        with open_source(path, stream, spool_dir=self.spool_dir) as source:
+            if not source.head or looks_like_metadata(source.head):
+                data = source.read_rest()
+                if data:
+                    loads(data, path)  # a malformed metadata file is an error, not a checkpoint
+                return data
+            fmt = choose_format(self.registry, path, source.head, self.format_override(path))
+            metadata = self.cleaner.clean(source, fmt, self.previous_versions(path), self.clean_settings(path))
+            return dumps(metadata)
+
+    def smudge(self, path: str, blob: bytes, sink: BinaryIO) -> str | None:
+        """Write the file git checks out for the stored `blob` into `sink`.
+
+        Returns a problem to report when the file could only be written as its metadata (its
+        format plugin is missing); raises `ThetaError` when nothing valid can be written.
+        """
+        if not looks_like_metadata(blob[:256]):
+            sink.write(blob)  # not ours (e.g. committed before the file was tracked): left as it is
+            return None
+        metadata = loads(blob, path)
+        if metadata.format not in self.registry.formats:
+            sink.write(blob)
+            problem = self.registry.missing("formats", metadata.format, metadata.format_plugin)
+            return f"{problem}; then run `git theta checkout` (the metadata file was written instead)"
+        self.smudger.ensure_objects(metadata, path)
+        self.smudger.smudge(metadata, path, sink)
+        self.remember_checkout(path, blob)
+        return None
+
+    # -- settings and previous versions ------------------------------------------------------
+
     def format_override(self, path: str) -> str | None:
         return self.repo.attribute(path, "theta-format") or os.environ.get(CHECKPOINT_TYPE_ENV) or None
 
@@ -69,6 +108,7 @@ class Session:
         location = self.repo.config("theta.updateData")
         return CleanSettings(
             update_type=self.repo.config("theta.updateType"),
+            root_update=self.repo.config("theta.rootUpdateType", DEFAULT_ROOT_UPDATE) or DEFAULT_ROOT_UPDATE,
             side_data=load_side_data(Path(location), self.registry) if location else {},
             chain_cap=max(self.repo.config_int("theta.maxChainLength", DEFAULT_CHAIN_CAP), 0),
         )

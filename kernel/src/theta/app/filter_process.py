@@ -1,13 +1,14 @@
 """git's long-running filter process (`filter.theta.process`): one per git command.
 
-stdout is the protocol channel and nothing else may write to it: the packet writer owns a
-duplicate of file descriptor 1, and descriptor 1 itself is pointed at stderr. One failing
-file answers `status=error` for that file only; a summary is printed once at the end.
+This module speaks pkt-line and nothing else: each blob goes to `Session.clean` or
+`Session.smudge`. stdout is the protocol channel and nothing else may write to it: the
+packet writer owns a duplicate of file descriptor 1, and descriptor 1 itself is pointed at
+stderr. One failing file answers `status=error` for that file only; a summary is printed
+once at the end.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import resource
 import sys
@@ -15,14 +16,39 @@ import time
 from typing import BinaryIO
 
 from theta.app.hooks import ensure_repo_hooks
-from theta.checkpoints import choose_format
 from theta.errors import ThetaError
-from theta.formats import SNIFF_BYTES, Source
-from theta.git.pktline import ContentStream, PacketReader, PacketWriter, ProtocolError
-from theta.metadata import dumps, loads, looks_like_metadata
+from theta.git.pktline import ContentStream, ContentWriter, PacketReader, PacketWriter, ProtocolError
 from theta.session import Session
 
 CAPABILITIES = ("capability=clean", "capability=smudge")
+
+
+class Response:
+    """The answer to one blob: `status=success` goes out with the first byte of content."""
+
+    def __init__(self, writer: PacketWriter) -> None:
+        self._writer = writer
+        self._content: ContentWriter | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._content is None:
+            self._writer.text_list("status=success")
+            self._content = self._writer.content()
+        return self._content.write(data)
+
+    def succeed(self) -> None:
+        if self._content is None:
+            self.write(b"")
+        assert self._content is not None
+        self._content.finish()
+        self._writer.flush()
+        self._writer.flush()  # an empty list: the status stays success
+
+    def fail(self) -> None:
+        if self._content is not None:
+            self._content.finish()
+            self._writer.flush()
+        self._writer.text_list("status=error")
 
 
 class FilterProcess:
@@ -80,83 +106,32 @@ class FilterProcess:
                 print(f"theta: warning: could not install the repository's hooks: {exc}", file=sys.stderr)
 
     def _clean(self, path: str, content: ContentStream) -> None:
-        source: Source | None = None
+        self._check_hooks()
         try:
-            buffered = io.BufferedReader(content, buffer_size=1 << 20)  # type: ignore[arg-type]
-            head = buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
-            buffered.read(len(head))
-            if not head or looks_like_metadata(head):
-                result = head + buffered.read()
-                if head:
-                    loads(result, path)  # a malformed metadata file is an error, not a checkpoint
-            else:
-                self._check_hooks()
-                session = self.session
-                fmt = choose_format(session.registry, path, head, session.format_override(path))
-                source = Source(path, buffered, head, spool_dir=session.spool_dir)
-                metadata = session.cleaner.clean(
-                    source, fmt, session.previous_versions(path), session.clean_settings(path)
-                )
-                result = dumps(metadata)
-            content.drain()
+            result = self.session.clean(path, content)
         except Exception as exc:
             content.drain()
             self._fail(path, exc)
             self.writer.text_list("status=error")
             return
-        finally:
-            if source is not None:
-                source.close()
-        self._respond(result)
-
-    def _respond(self, result: bytes) -> None:
-        self.writer.text_list("status=success")
-        out = self.writer.content()
-        out.write(result)
-        out.finish()
-        self.writer.flush()
-        self.writer.flush()  # an empty list: the status stays success
+        content.drain()
+        response = Response(self.writer)
+        response.write(result)
+        response.succeed()
 
     def _smudge(self, path: str, content: ContentStream) -> None:
         data = content.readall()
-        if not looks_like_metadata(data[:256]):
-            self._respond(data)  # not ours (e.g. committed before tracking): leave it as it is
-            return
         self._check_hooks()
+        response = Response(self.writer)
         try:
-            metadata = loads(data, path)
-            if metadata.format not in self.session.registry.formats:
-                self._leave_metadata(path, data, metadata.format, metadata.format_plugin)
-                return
-            self.session.smudger.ensure_objects(metadata, path)
+            problem = self.session.smudge(path, data, response)  # type: ignore[arg-type]
         except Exception as exc:
+            response.fail()
             self._fail(path, exc)
-            self.writer.text_list("status=error")
             return
-        self.writer.text_list("status=success")
-        out = self.writer.content()
-        try:
-            self.session.smudger.smudge(metadata, path, out)  # type: ignore[arg-type]
-        except Exception as exc:
-            out.finish()
-            self.writer.flush()
-            self._fail(path, exc)
-            self.writer.text_list("status=error")
-            return
-        out.finish()
-        self.writer.flush()
-        self.writer.flush()
-        self.session.remember_checkout(path, data)
-
-    def _leave_metadata(self, path: str, data: bytes, format_name: str, distribution: str | None) -> None:
-        """Without the format's plugin, the file is left as its metadata, as git-lfs leaves pointers."""
-        try:
-            self.session.registry.format(format_name, distribution)
-        except ThetaError as exc:
-            self._fail(
-                path, ThetaError(f"{exc}; then run `git theta checkout` (the metadata file was written instead)")
-            )
-        self._respond(data)
+        response.succeed()
+        if problem is not None:
+            self._fail(path, ThetaError(problem))
 
     def _summary(self) -> None:
         if self.failures:

@@ -16,8 +16,6 @@ from theta.store.objects import ObjectStore
 from theta.tensors import Tensor, dtype
 from theta.updates import Update
 
-DENSE = "dense"
-
 
 @frozen(kw_only=True)
 class PackedArray:
@@ -45,17 +43,22 @@ class ParameterStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def dense_step(self, tensor: Tensor, tensor_hash: str) -> Step:
-        oid, size = self.store.put(tensor.data, oid=tensor_hash.removeprefix(HASH_PREFIX))
-        record = ArrayObject(oid=oid, size=size, dtype=tensor.dtype, shape=tensor.shape)
-        return Step(update=DENSE, hash=tensor_hash, objects={"value": record})
+    def pack(
+        self, name: str, update: Update, whole: Tensor | None = None, whole_hash: str | None = None
+    ) -> PackedUpdate:
+        """Compress an update's arrays (computing their oids) without storing anything yet.
 
-    def pack(self, name: str, update: Update) -> PackedUpdate:
-        """Compress an update's arrays (computing their oids) without storing anything yet."""
+        `whole` is the tensor itself when the update stores it (a root of a chain): an array
+        that is that tensor is kept raw, so that its object's oid is `whole_hash`, the
+        tensor's own sha256, and costs no second hash.
+        """
         arrays = {}
         for key, array in update.arrays.items():
-            codec, data = codecs.encode(array.data)
-            oid = hashlib.sha256(data).hexdigest()
+            if whole is not None and array is whole and whole_hash is not None:
+                codec, data, oid = "raw", array.data, whole_hash.removeprefix(HASH_PREFIX)
+            else:
+                codec, data = codecs.encode(array.data)
+                oid = hashlib.sha256(data).hexdigest()
             record = ArrayObject(oid=oid, size=len(data), dtype=array.dtype, shape=array.shape, codec=codec)
             arrays[key] = PackedArray(data=data, record=record)
         return PackedUpdate(update=name, params=dict(update.params), arrays=arrays)
@@ -92,18 +95,29 @@ class ParameterStore:
     def _load(self, param: Parameter) -> Tensor:
         info = TensorInfo(dtype=param.dtype, shape=param.shape)
         tensor: Tensor | None = None
+        arrays: dict[str, Tensor] = {}
         for step in param.steps:
             arrays = {key: self.load_array(record) for key, record in step.objects.items()}
             update_type = self.registry.update_type(step.update)
             tensor = update_type.decode(Update(arrays=arrays, params=step.params), tensor, info)
         assert tensor is not None
-        last = param.steps[-1]
-        stored_whole = last.update == DENSE and last.objects["value"].codec == "raw"
-        verified_by_store = stored_whole and last.objects["value"].oid == param.hash.removeprefix(HASH_PREFIX)
-        if not verified_by_store and HASH_PREFIX + tensor.sha256() != param.hash:
+        if not self._verified_by_store(param, tensor, arrays) and HASH_PREFIX + tensor.sha256() != param.hash:
             raise ThetaError(f"rebuilt tensor does not match its hash {param.hash}; the objects are inconsistent")
         if tensor.dtype != param.dtype or tensor.shape != param.shape:
             raise ThetaError(
                 f"rebuilt tensor is {tensor.dtype} {list(tensor.shape)}, expected {param.dtype} {list(param.shape)}"
             )
         return tensor
+
+    @staticmethod
+    def _verified_by_store(param: Parameter, tensor: Tensor, arrays: Mapping[str, Tensor]) -> bool:
+        """True when the tensor is, unchanged, a raw object whose oid is the parameter's hash.
+
+        The store checked that object's sha256 when it read it, so hashing again is not needed.
+        """
+        last = param.steps[-1]
+        oid = param.hash.removeprefix(HASH_PREFIX)
+        return any(
+            arrays.get(key) is tensor and record.codec == "raw" and record.oid == oid
+            for key, record in last.objects.items()
+        )
