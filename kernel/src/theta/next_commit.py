@@ -6,7 +6,7 @@ from pathlib import Path
 
 from theta.checkpoints import choose_format
 from theta.errors import ThetaError
-from theta.formats import SNIFF_BYTES, Source
+from theta.formats import open_file_source
 from theta.git.repo import Repo
 from theta.plugins import Registry
 from theta.tensors import Tensor
@@ -19,20 +19,15 @@ def load_side_data(path: Path, registry: Registry) -> dict[str, dict[str, Tensor
     if not path.is_file():
         raise ThetaError(f"update data file {path} does not exist")
     grouped: dict[str, dict[str, Tensor]] = {}
-    with open(path, "rb", buffering=1 << 20) as stream:
-        head = stream.read(SNIFF_BYTES)
-        fmt = choose_format(registry, str(path), head, None)
-        source = Source(str(path), stream, head)
-        try:
-            for key, tensor in fmt.read(source).parameters:
-                parameter, dot, array = key.rpartition(".")
-                if not dot:
-                    raise ThetaError(f"{path}: key {key!r} must be '<parameter>.<array>' (e.g. 'layer.weight.lora_a')")
-                grouped.setdefault(parameter, {})[array] = Tensor(
-                    dtype=tensor.dtype, shape=tensor.shape, data=bytes(tensor.data)
-                )
-        finally:
-            source.close()
+    with open_file_source(path) as source:
+        fmt = choose_format(registry, str(path), source.head, None)
+        for key, tensor in fmt.read(source).parameters:
+            parameter, dot, array = key.rpartition(".")
+            if not dot:
+                raise ThetaError(f"{path}: key {key!r} must be '<parameter>.<array>' (e.g. 'layer.weight.lora_a')")
+            grouped.setdefault(parameter, {})[array] = Tensor(
+                dtype=tensor.dtype, shape=tensor.shape, data=bytes(tensor.data)
+            )
     return grouped
 
 
