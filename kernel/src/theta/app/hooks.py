@@ -14,8 +14,10 @@ git-lfs step to it, so git-lfs runs once.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +31,7 @@ HOOKS = ("pre-push", "post-checkout", "post-commit", "post-merge")
 HOOKS_WITH_INPUT = ("pre-push",)
 # Theta's own step in each hook (the hooks without one exist to run git-lfs's logic).
 THETA_STEPS = {"pre-push": 'pre-push "$@"', "post-commit": "post-commit"}
+RAN_ENV = "THETA_HOOK_RAN"  # set while a shared hook runs again after Theta's step
 LFS_SETUP_ADVICE = (
     "these hooks also run Git LFS's (`git lfs pre-push`, post-checkout, post-commit, post-merge), so in this"
     " repository `git lfs install` stops at `Hook already exists`: run `git lfs install --skip-repo` instead"
@@ -116,8 +119,51 @@ def is_plain_lfs_hook(text: str, name: str) -> bool:
     )
 
 
+def shared_hooks_dir(repo: Repo) -> Path | None:
+    """The hooks directory `core.hooksPath` names, which Theta never writes; None when unset."""
+    return repo.hooks_dir if repo.config("core.hooksPath") else None
+
+
+def shared_hook_line(name: str) -> str:
+    """The line that makes a shared hook run Theta's step first, keeping its standard input for the rest."""
+    return f'[ -n "${RAN_ENV}" ] || ! command -v git-theta >/dev/null 2>&1 || exec git-theta run-hook {name} "$0" "$@"'
+
+
+def shared_hooks_advice(hooks_dir: Path) -> list[str]:
+    """What to add to shared hooks that do not call Theta yet (empty when they all do)."""
+    advice = []
+    for name in THETA_STEPS:
+        path = hooks_dir / name
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        if f"run-hook {name}" in text:
+            continue
+        advice.append(
+            f"core.hooksPath is {hooks_dir}: Theta writes no hooks there; add this line right after the first"
+            f" line of {path} (if it does not exist, create it with `#!/bin/sh` and this line and make it"
+            f" executable): `{shared_hook_line(name)}`"
+        )
+    return advice
+
+
+def install_hooks(repo: Repo) -> list[str]:
+    """`git theta install`: install every hook; returns what was done (or what the user must do)."""
+    shared = shared_hooks_dir(repo)
+    if shared is not None:
+        return shared_hooks_advice(shared)
+    done = [f"hook {repo.hooks_dir / name}" for name in HOOKS if install_hook(repo.hooks_dir, name)]
+    return [*done, LFS_SETUP_ADVICE]
+
+
 def ensure_repo_hooks(repo: Repo) -> None:
-    """Install missing hooks and upgrade ours from earlier versions; leaves current ones untouched."""
+    """Install missing hooks and upgrade ours from earlier versions; leaves current ones untouched.
+
+    With `core.hooksPath` set, writes nothing and says on stderr what to add to the shared hooks.
+    """
+    shared = shared_hooks_dir(repo)
+    if shared is not None:
+        for line in shared_hooks_advice(shared):
+            print(f"theta: warning: {line}", file=sys.stderr)
+        return
     for name in HOOKS:
         path = repo.hooks_dir / name
         if not path.exists():
@@ -126,3 +172,29 @@ def ensure_repo_hooks(repo: Repo) -> None:
         text = path.read_text(errors="replace")
         if not is_ours(text) or version_line() not in text:
             install_hook(repo.hooks_dir, name)
+
+
+def run_hook(name: str, script: str, args: list[str]) -> int:
+    """`git theta run-hook NAME SCRIPT ARGS...`: Theta's step of a shared hook, then the hook itself.
+
+    The hook's standard input is read once, given to Theta's step, and given again to the hook
+    script, which runs with RAN_ENV set so that the line that called us lets it continue.
+    """
+    data = sys.stdin.buffer.read() if name in HOOKS_WITH_INPUT else b""
+    status = run_theta_step(name, args, data)
+    if status != 0:
+        return status
+    env = {**os.environ, RAN_ENV: "1"}
+    return subprocess.run([script, *args], input=data, env=env).returncode
+
+
+def run_theta_step(name: str, args: list[str], data: bytes) -> int:
+    if name == "pre-push":
+        from theta.app.prepush import pre_push
+
+        return pre_push(args[0] if args else "origin", data.decode(errors="surrogateescape").splitlines())
+    if name == "post-commit":
+        from theta.next_commit import clear_squash_requests
+
+        clear_squash_requests(Repo())
+    return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from theta.app.hooks import HOOKS, LFS_SETUP_ADVICE, install_hook, theta_command
+from theta.app.hooks import install_hooks, theta_command
 from theta.git.repo import Repo, run_git
 
 
@@ -24,10 +24,7 @@ def install(scope: str, repo: Repo | None) -> list[str]:
         run_git("config", f"--{scope}", key, value, cwd=repo.cwd if repo else None)
     done.append(f"git config --{scope}: filter, diff and merge drivers `theta`")
     if repo is not None:
-        for name in HOOKS:
-            if install_hook(repo.hooks_dir, name):
-                done.append(f"hook {repo.hooks_dir / name}")
-        done.append(LFS_SETUP_ADVICE)
+        done.extend(install_hooks(repo))
     return done
 
 
