@@ -1,0 +1,157 @@
+"""The clean path with inline plugins: the root of a chain and faulty update types."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pytest
+from attrs import frozen
+
+import theta
+from theta.checkpoints import Cleaner, CleanSettings, Smudger
+from theta.errors import ThetaError
+from theta.formats import Checkpoint, CheckpointFormat, Layout, Source, TensorInfo, open_source
+from theta.plugins import PluginManager
+from theta.store.objects import ObjectStore
+from theta.store.parameters import ParameterStore
+from theta.tensors import Tensor
+from theta.updates import Update, UpdateType
+
+
+@frozen
+class RawFormat(CheckpointFormat):
+    """`RAW` then float32 values: one parameter called `w`."""
+
+    name = "raw"
+
+    def sniff(self, head: bytes) -> bool:
+        return head.startswith(b"RAW")
+
+    def read(self, source: Source) -> Checkpoint:
+        source.read(3)
+        data = source.read_rest()
+
+        def parameters() -> Iterator[tuple[str, Tensor]]:
+            yield "w", Tensor(dtype="float32", shape=(len(data) // 4,), data=data)
+
+        return Checkpoint(skeleton=b"", parameters=parameters())
+
+    def write(self, layout: Layout, sink: BinaryIO) -> None:
+        sink.write(b"RAW")
+        sink.write(layout.load("w").data)
+
+
+@frozen
+class Whole(UpdateType):
+    name = "whole"
+    needs_base = False
+
+    def encode(self, tensor: Tensor, base: Tensor | None, side_data: Any = None) -> Update:
+        return Update(arrays={"value": tensor})
+
+    def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
+        return update.arrays["value"]
+
+
+@frozen
+class Crashing(UpdateType):
+    name = "crashing"
+    cost = 1
+
+    def encode(self, tensor: Tensor, base: Tensor | None, side_data: Any = None) -> Update:
+        raise ZeroDivisionError("a bug in the plugin")
+
+    def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
+        raise AssertionError("never called")
+
+
+@frozen
+class Xor(UpdateType):
+    """The changed elements' bits XOR the base's: exact, small when few values change."""
+
+    name = "xor"
+    cost = 2
+
+    def encode(self, tensor: Tensor, base: Tensor | None, side_data: Any = None) -> Update | None:
+        if base is None or not tensor.same_layout(base):
+            return None
+        diff = np.bitwise_xor(tensor.numpy().view(np.uint32), base.numpy().view(np.uint32))
+        return Update(arrays={"xor": Tensor.from_numpy(diff)})
+
+    def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
+        assert base is not None
+        bits = np.bitwise_xor(base.numpy().view(np.uint32), update.arrays["xor"].numpy())
+        return Tensor.from_numpy(bits.view(np.float32))
+
+
+class Plugins:
+    def __init__(self, *update_types: UpdateType) -> None:
+        self.update_types = update_types
+
+    @theta.hookimpl
+    def theta_register_formats(self, register: Any) -> None:
+        register(RawFormat())
+
+    @theta.hookimpl
+    def theta_register_update_types(self, register: Any) -> None:
+        for update_type in self.update_types:
+            register(update_type)
+
+
+def checkpoint(values: np.ndarray) -> bytes:
+    return b"RAW" + values.astype(np.float32).tobytes()
+
+
+def clean(cleaner: Cleaner, data: bytes, previous: list[Any], settings: CleanSettings) -> Any:
+    with open_source("model.raw", io.BytesIO(data)) as source:
+        return cleaner.clean(source, RawFormat(), previous, settings)
+
+
+def make(tmp_path: Path, *update_types: UpdateType) -> tuple[Cleaner, Smudger]:
+    manager = PluginManager()
+    manager.register(Plugins(*update_types), name="inline")
+    params = ParameterStore(ObjectStore(tmp_path / "lfs"), manager.registry)
+    return Cleaner(manager.registry, params), Smudger(manager.registry, params, None)
+
+
+def smudge(smudger: Smudger, metadata: Any) -> bytes:
+    sink = io.BytesIO()
+    smudger.smudge(metadata, "model.raw", sink)
+    return sink.getvalue()
+
+
+def test_the_root_of_a_chain_is_the_configured_update_type(tmp_path: Path) -> None:
+    cleaner, smudger = make(tmp_path, Whole())
+    data = checkpoint(np.arange(1000))
+    metadata = clean(cleaner, data, [], CleanSettings(root_update="whole"))
+    assert [s.update for s in metadata.parameters["w"].steps] == ["whole"]
+    assert smudge(smudger, metadata) == data
+    with pytest.raises(ThetaError, match="no update type 'dense' is installed; install theta-update-dense"):
+        clean(cleaner, data, [], CleanSettings())
+
+
+def test_a_root_that_needs_a_base_is_refused(tmp_path: Path) -> None:
+    cleaner, _ = make(tmp_path, Whole(), Xor())
+    with pytest.raises(ThetaError, match="'xor' cannot start a chain"):
+        clean(cleaner, checkpoint(np.zeros(8)), [], CleanSettings(root_update="xor"))
+
+
+def test_an_update_type_that_crashes_is_skipped_with_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cleaner, smudger = make(tmp_path, Whole(), Crashing(), Xor())
+    settings = CleanSettings(root_update="whole")
+    values = np.linspace(-1, 1, 4096)
+    first = clean(cleaner, checkpoint(values), [], settings)
+    values[7] += 1
+    changed = checkpoint(values)
+    second = clean(cleaner, changed, [first], settings)
+    assert [s.update for s in second.parameters["w"].steps] == ["whole", "xor"]
+    assert smudge(smudger, second) == changed
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "crashing" in line]
+    assert len(warnings) == 1
+    assert "model.raw: parameter 'w': update type 'crashing' (<local>) failed: ZeroDivisionError" in warnings[0]
