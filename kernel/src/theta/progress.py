@@ -1,43 +1,199 @@
-"""A progress line on stderr for long work, rewritten in place at most twice a second."""
+"""Progress of long work, shown on stderr as git-lfs shows it.
+
+One line per phase of work (adding, storing, downloading, writing a file): on a terminal,
+once the work has lasted `delay` seconds, the line shows the share done, the bytes, the rate
+and the time left, redrawn in place (by tqdm) and finished with `, done.`; when stderr is not
+a terminal, no line is redrawn: work that lasted that long gets one summary line at its end.
+`GIT_THETA_QUIET` (set by `git theta -q`) shows nothing; `GIT_PROGRESS_DELAY` (seconds, as
+in git) overrides every delay.
+"""
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import time
+from types import TracebackType
+from typing import Any, BinaryIO
 
 from theta.sizes import human
 
+QUIET_ENV = "GIT_THETA_QUIET"
+DELAY_ENV = "GIT_PROGRESS_DELAY"
+REFRESH = 0.5  # seconds between redraws on a terminal
+LINE = "theta: {desc}: {share}{done_h}{total_h}, {rate_h}{eta_h}"
+
+
+def quiet() -> bool:
+    return os.environ.get(QUIET_ENV, "") not in ("", "0")
+
+
+def delay_for(default: float) -> float:
+    value = os.environ.get(DELAY_ENV)
+    if value is None:
+        return default
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return default
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _amount(n: float, unit: str) -> str:
+    return human(n) if unit == "B" else f"{n:.0f}"
+
+
+def _interval(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
 
 class Progress:
+    """One phase of work of `total` units (`unit` "B" for bytes; a total of 0 means unknown)."""
+
     def __init__(self, label: str, total: int, unit: str = "", delay: float = 1.0) -> None:
         self.label = label
         self.total = total
         self.unit = unit
         self.done = 0
         self._start = time.monotonic()
-        self._delay = delay
-        self._last = 0.0
-        self._shown = False
+        self._delay = delay_for(delay)
+        self._quiet = quiet()
+        self._terminal = _stderr_is_terminal()
+        self._bar: Any = None
+        self._closed = False
+
+    # -- counting ------------------------------------------------------------------------
 
     def advance(self, amount: int = 1) -> None:
         self.done += amount
-        now = time.monotonic()
-        if now - self._start >= self._delay and now - self._last >= 0.5:
-            self._last = now
-            self._show()
+        if self._quiet or not self._terminal:
+            return
+        if self._bar is None:
+            if time.monotonic() - self._start < self._delay:
+                return
+            self._bar = self._open_bar()
+        self._bar.update(amount)
 
-    def _show(self, end: str = "\r") -> None:
-        pct = 100 * self.done // self.total if self.total else 100
-        sys.stderr.write(
-            f"theta: {self.label}: {pct}% ({_human(self.done, self.unit)}/{_human(self.total, self.unit)}){end}"
+    def reader(self, stream: Any) -> CountingReader:
+        """`stream` (something with `readinto`) counted into this progress as it is read."""
+        return CountingReader(stream, self)
+
+    def writer(self, sink: BinaryIO) -> CountingWriter:
+        """`sink` counted into this progress as it is written."""
+        return CountingWriter(sink, self)
+
+    # -- the line ------------------------------------------------------------------------
+
+    def fields(self, final: bool = False) -> dict[str, str]:
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        rate = self.done / elapsed
+        known = self.total > 0
+        share = f"{min(100, 100 * self.done // self.total):3d}% (" if known else ""
+        total = f"/{_amount(self.total, self.unit)})" if known else ""
+        if final:
+            eta = ", done."
+        elif known and rate > 0:
+            eta = f", ETA {_interval(max(self.total - self.done, 0) / rate)}"
+        else:
+            eta = ""
+        return {
+            "desc": self.label,
+            "share": share,
+            "done_h": _amount(self.done, self.unit),
+            "total_h": total,
+            "rate_h": f"{_amount(rate, self.unit)}/s",
+            "eta_h": eta,
+        }
+
+    def _open_bar(self) -> Any:
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread in a filter process
+
+        progress = self
+
+        class Bar(tqdm):  # type: ignore[misc]
+            @property
+            def format_dict(self) -> dict[str, Any]:
+                return {**super().format_dict, **progress.fields()}
+
+        return Bar(
+            total=self.total or None,
+            initial=self.done,
+            file=sys.stderr,
+            bar_format=LINE,
+            mininterval=REFRESH,
+            dynamic_ncols=True,
+            leave=True,
         )
-        sys.stderr.flush()
-        self._shown = True
 
     def close(self) -> None:
-        if self._shown:
-            self._show(end="\n")
+        """Finish the line: `, done.` on a terminal; a summary when stderr is not a terminal."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            self._bar.bar_format = LINE.replace("{eta_h}", ", done.")
+            self._bar.refresh()
+            self._bar.close()
+            return
+        if self._quiet or self._terminal or time.monotonic() - self._start < self._delay:
+            return
+        fields = self.fields(final=True)
+        took = time.monotonic() - self._start
+        sys.stderr.write(
+            f"theta: {fields['desc']}: {fields['share']}{fields['done_h']}{fields['total_h']}"
+            f" in {took:.1f} s, {fields['rate_h']}, done.\n"
+        )
+        sys.stderr.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
 
 
-def _human(n: int, unit: str) -> str:
-    return human(n) if unit == "B" else str(n)
+class CountingReader(io.RawIOBase):
+    """A readable stream that counts what is read from it into a `Progress`."""
+
+    def __init__(self, stream: Any, progress: Progress) -> None:
+        super().__init__()
+        self._stream = stream
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        got = self._stream.readinto(buffer) or 0
+        if got:
+            self._progress.advance(got)
+        return got
+
+
+class CountingWriter:
+    """A sink that counts what is written to it into a `Progress`."""
+
+    def __init__(self, sink: BinaryIO, progress: Progress) -> None:
+        self._sink = sink
+        self._progress = progress
+
+    def write(self, data: Any) -> int:
+        written = self._sink.write(data)
+        self._progress.advance(memoryview(data).nbytes)
+        return written
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)

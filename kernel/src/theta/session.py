@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from functools import cached_property
 from pathlib import Path
@@ -18,8 +19,10 @@ from theta.git.repo import Repo
 from theta.metadata import Metadata, dumps, loads, looks_like_metadata
 from theta.next_commit import load_side_data, squash_requests
 from theta.plugins import PluginManager, Registry, default_manager
+from theta.progress import Progress
 from theta.store.objects import ObjectStore
 from theta.store.parameters import ParameterStore
+from theta.tensors import dtype
 
 CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
 
@@ -65,7 +68,10 @@ class Session:
 
     def clean(self, path: str, stream: ByteStream) -> bytes:
         """What git stores for the file `stream` holds: its metadata (a metadata file passes through, checked)."""
-        with open_source(path, stream, spool_dir=self.spool_dir) as source:
+        with (
+            Progress(f"adding {path}", self._work_tree_size(path), "B") as progress,
+            open_source(path, progress.reader(stream), spool_dir=self.spool_dir) as source,
+        ):
             if not source.head or looks_like_metadata(source.head):
                 data = source.read_rest()
                 if data:
@@ -90,9 +96,17 @@ class Session:
             problem = self.registry.missing("formats", metadata.format, metadata.format_plugin)
             return f"{problem}; then run `git theta checkout` (the metadata file was written instead)"
         self.smudger.ensure_objects(metadata, path)
-        self.smudger.smudge(metadata, path, sink)
+        with Progress(f"writing {path}", _tensor_bytes(metadata), "B") as progress:
+            self.smudger.smudge(metadata, path, progress.writer(sink))
         self.remember_checkout(path, blob)
         return None
+
+    def _work_tree_size(self, path: str) -> int:
+        """The size of the file being added, for its progress line (0 when unknown)."""
+        try:
+            return (self.repo.top_level / path).stat().st_size
+        except (OSError, ThetaError):
+            return 0
 
     # -- settings and previous versions ------------------------------------------------------
 
@@ -147,3 +161,7 @@ class Session:
 
     def close(self) -> None:
         self.repo.close()
+
+
+def _tensor_bytes(metadata: Metadata) -> int:
+    return sum(dtype(p.dtype).itemsize * math.prod(p.shape) for p in metadata.parameters.values())

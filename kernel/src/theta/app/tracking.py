@@ -83,20 +83,35 @@ def checkout(repo: Repo, paths: list[str]) -> list[str]:
     return redo
 
 
-def storage_history(repo: Repo, path: str) -> list[str]:
-    """A line per commit that changed `path`: the bytes of objects it added that no earlier version had."""
+def storage_records(repo: Repo, path: str) -> list[dict[str, object]]:
+    """Per commit that changed `path`, oldest first: the objects it added that no earlier version had.
+
+    `objects` and `added_bytes` are None where the committed file is not a Theta metadata file.
+    """
     log = repo.git("log", "--reverse", "--format=%H%x09%h%x09%cs%x09%s", "--", path)
     seen: set[str] = set()
-    lines = []
+    records: list[dict[str, object]] = []
     for entry in log.splitlines():
         commit, short, date, subject = entry.split("\t", 3)
         metadata = loads_if_metadata(repo.read_blob(f"{commit}:{path}"), f"{commit}:{path}")
         if metadata is None:
-            lines.append(f"{short} {date} {'(not a Theta metadata file)':>24}  {subject}")
+            records.append({**record, "objects": None, "added_bytes": None})
             continue
         needed = metadata.objects()
         new = {oid: use.size for oid, use in needed.items() if oid not in seen}
         seen.update(needed)
-        added = sum(new.values())
-        lines.append(f"{short} {date} {human(added):>12} in {len(new):>4} object(s)  {subject}")
+        records.append({**record, "objects": len(new), "added_bytes": sum(new.values())})
+    return records
+
+
+def storage_history(repo: Repo, path: str) -> list[str]:
+    """A line per commit that changed `path`: the bytes of objects it added that no earlier version had."""
+    lines = []
+    for r in storage_records(repo, path):
+        if r["objects"] is None:
+            lines.append(f"{r['short']} {r['date']} {'(not a Theta metadata file)':>24}  {r['subject']}")
+        else:
+            added = human(r["added_bytes"])  # type: ignore[arg-type]
+            lines.append(f"{r['short']} {r['date']} {added:>12} in {r['objects']:>4} object(s)  {r['subject']}")
     return lines
+        record: dict[str, object] = {"commit": commit, "short": short, "date": date, "subject": subject}

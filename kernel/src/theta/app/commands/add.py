@@ -32,11 +32,24 @@ def cmd_squash(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("add", cmd_add, "git add, choosing how changed parameters are stored")
+    p = add(
+        "add",
+        cmd_add,
+        "git add, choosing how changed parameters are stored",
+        examples=[
+            "git theta add model.safetensors --update-type sparse",
+            "git theta add model.safetensors --update-type low-rank --update-data lora-adapter/",
+        ],
+    )
     p.add_argument("paths", nargs="+")
     p.add_argument("--update-type", help="store changed parameters with this update type (e.g. sparse, low-rank, ia3)")
     p.add_argument(
         "--update-data", help="a checkpoint of update data: '<parameter>.<array>' keys (LoRA factors, IA3 scales)"
     )
-    p = add("squash", cmd_squash, "make the next commit store these files as dense versions (history is not rewritten)")
+    p = add(
+        "squash",
+        cmd_squash,
+        "make the next commit store these files as dense versions (history is not rewritten)",
+        examples=["git theta squash model.safetensors && git add model.safetensors && git commit -m squash"],
+    )
     p.add_argument("paths", nargs="+")

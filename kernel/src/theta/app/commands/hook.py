@@ -17,6 +17,7 @@ def register(add) -> None:  # type: ignore[no-untyped-def]
         cmd_run_hook,
         "Theta's step of a hook in a shared hooks directory, then the hook itself (called by that hook)",
         plumbing=True,
+        examples=['[ -n "$THETA_HOOK_RAN" ] || exec git-theta run-hook pre-push "$0" "$@"   # in .githooks/pre-push'],
     )
     p.add_argument("name", choices=["pre-push", "post-commit"])
     p.add_argument("script")

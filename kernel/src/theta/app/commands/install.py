@@ -24,12 +24,23 @@ def cmd_install(args: argparse.Namespace) -> int:
 def cmd_uninstall(args: argparse.Namespace) -> int:
     from theta.app.install import uninstall
 
-    uninstall("local" if args.local else "global", Repo() if inside_repo() else None)
+    scope = "local" if args.local else "global"
+    repo = Repo() if inside_repo() else None
+    if scope == "local" and repo is None:
+        raise ThetaError("`git theta uninstall --local` must run inside a git repository")
+    for line in uninstall(scope, repo):
+        print(f"theta: {line}")
     return 0
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("install", cmd_install, "configure git for Theta (global by default) and install the repository's hooks")
+    p = add(
+        "install",
+        cmd_install,
+        "configure git for Theta (global by default) and install the repository's hooks",
+        examples=["git theta install", "git theta install --local"],
+        needs_repo=False,
+    )
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("--local", action="store_true", help="configure this repository only")
     scope.add_argument("--system", action="store_true", help="configure every user of this machine")

@@ -42,5 +42,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("plugins", cmd_plugins, "list installed plugins and what they register")
-    p.add_argument("--json", action="store_true")
+    p = add(
+        "plugins",
+        cmd_plugins,
+        "list installed plugins and what they register",
+        examples=["git theta plugins", "git theta plugins --json"],
+        needs_repo=False,
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
