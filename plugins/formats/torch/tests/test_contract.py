@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import save as save_safetensors
 from torch_samples import SAMPLES, assert_same, saved, transformer_state
 
+from theta.splice import Skeleton
 from theta.tensors import Tensor
 from theta.testing import FormatContract, read_checkpoint, write_checkpoint
 from theta_format_torch import TorchFormat
-from theta_format_torch.skeleton import Skeleton
 
 
 class TestTorchContract(FormatContract):
@@ -59,8 +59,8 @@ def test_skeleton_changes_only_in_the_serialization_id_when_values_change() -> N
     first, _ = read_checkpoint(TorchFormat(), saved(state), "m.pt")
     state["linear1.bias"] = state["linear1.bias"] + 1
     second, _ = read_checkpoint(TorchFormat(), saved(state), "m.pt")
-    before, after = Skeleton.decode(first), Skeleton.decode(second)
-    assert before.cuts == after.cuts
+    before, after = (Skeleton.decode(s, kind="pytorch", path="m.pt") for s in (first, second))
+    assert before.regions == after.regions
     assert len(before.body) == len(after.body)
     differing = [i for i, (a, b) in enumerate(zip(before.body, after.body, strict=True)) if a != b]
     assert differing, "torch's serialization id depends on the values"

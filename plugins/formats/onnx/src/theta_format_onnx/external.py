@@ -5,7 +5,8 @@ that refers to it (TensorProto.external_data: location, offset, length). To clea
 file, the .onnx files beside it in the working tree (and in the folders above it, up to
 the repository's top) are walked until one names it; git runs filters at the top of the
 work tree, so the current directory is the repository root. The skeleton then holds
-everything needed to write the data file back, so a checkout does not need the .onnx file.
+everything needed to write the data file back, so a checkout does not need the .onnx file:
+it is the kernel's (`theta.splice`, kind `onnx-data`), the data file without its tensors.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from __future__ import annotations
 import mmap
 import os
 import posixpath
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from theta.errors import FormatError
-from theta.formats import Checkpoint, Layout, Source, TensorInfo
-from theta.tensors import Tensor, dtype
-from theta_format_onnx import skeleton as S
+from theta.formats import Checkpoint, Layout, Source
+from theta.splice import Region, Skeleton, cut, nbytes, read_tensors, reading_extra, splice
 from theta_format_onnx.walk import ExternalRef, walk_model
 from theta_format_onnx.wire import WireError
+
+DATA_KIND = "onnx-data"
 
 
 def _candidates(folder: Path, data_name: str) -> list[Path]:
@@ -60,78 +61,46 @@ def find_model(data_path: str, root: Path) -> tuple[str, list[ExternalRef]] | No
         folder = posixpath.dirname(folder)
 
 
-def _nbytes(info: ExternalRef) -> int:
-    n = dtype(info.dtype).itemsize
-    for d in info.shape:
-        n *= d
-    return n
-
-
 def read_data(source: Source, model: str, refs: list[ExternalRef]) -> Checkpoint:
     where = f"{source.path} (external data of {model})"
-    spans = sorted(refs, key=lambda r: r.offset)
-    position = 0
-    for r in spans:
-        size = _nbytes(r)
+    regions = []
+    for r in refs:
+        size = nbytes(r.dtype, r.shape)
         if r.length is not None and r.length != size:
             raise FormatError(
                 f"{where}: tensor {r.name!r} has length {r.length} in {model}, but {r.dtype} {list(r.shape)}"
                 f" needs {size} bytes; save the model again"
             )
-        if r.offset < position:
-            raise FormatError(f"{where}: tensor {r.name!r} at offset {r.offset} overlaps the tensor before it")
-        position = r.offset + size
+        regions.append(Region(name=r.name, dtype=r.dtype, shape=r.shape, offset=r.offset, length=size))
     spooled = source.spool()
     file_size = spooled.stat().st_size
-    if position > file_size:
+    end = max((r.end for r in regions), default=0)
+    if end > file_size:
         raise FormatError(
-            f"{where}: file is truncated or does not belong to {model}: its tensors need {position} bytes,"
+            f"{where}: file is truncated or does not belong to {model}: its tensors need {end} bytes,"
             f" the file has {file_size}"
         )
-    handle = open(spooled, "rb")  # noqa: SIM115 - closed by the generator
-    body = bytearray()
-    entries = []
-    position = 0
-    for r in spans:
-        handle.seek(position)
-        body += handle.read(r.offset - position)
-        entries.append(S.SpanEntry(name=r.name, dtype=r.dtype, shape=r.shape, at=len(body), size=_nbytes(r)))
-        position = r.offset + _nbytes(r)
-    handle.seek(position)
-    body += handle.read()
-    index = S.DataIndex(model=model, spans=tuple(entries))
+    handle = open(spooled, "rb")  # noqa: SIM115 - closed by the iterator
+    try:
+        skeleton = cut(handle, regions, kind=DATA_KIND, path=where, extra={"model": model})
+    except BaseException:
+        handle.close()
+        raise
     return Checkpoint(
-        skeleton=S.pack(S.DATA, S.data_to_json(index), bytes(body)),
-        parameters=_span_tensors(handle, spans),
+        skeleton=skeleton.encode(), parameters=read_tensors(handle, skeleton.regions, path=where, close=True)
     )
 
 
-def _span_tensors(handle: BinaryIO, spans: list[ExternalRef]) -> Iterator[tuple[str, Tensor]]:
-    try:
-        for r in spans:
-            handle.seek(r.offset)
-            yield r.name, Tensor(dtype=r.dtype, shape=r.shape, data=handle.read(_nbytes(r)))
-    finally:
-        handle.close()
-
-
-def write_data(index: S.DataIndex, body: memoryview, layout: Layout, sink: BinaryIO) -> None:
-    stored = {s.name: TensorInfo(dtype=s.dtype, shape=s.shape) for s in index.spans}
-    if stored != dict(layout.parameters):
-        changed = sorted({name for name, _ in set(stored.items()) ^ set(dict(layout.parameters).items())})
+def write_data(layout: Layout, sink: BinaryIO) -> None:
+    skeleton = Skeleton.decode(layout.skeleton, kind=DATA_KIND, path=layout.path)
+    with reading_extra(layout.path):
+        model = str(skeleton.extra["model"])
+    if not skeleton.matches(layout.parameters):
+        changed = skeleton.differences(layout.parameters)
         raise FormatError(
-            f"external data of {index.model}: the parameters no longer match the offsets that {index.model}"
+            f"{layout.path}: external data of {model}: the parameters no longer match the offsets that {model}"
             f" records (changed: {changed[:5]}); the data file cannot be laid out anew"
             " without rewriting the .onnx file: save the model again with onnx.save_model(...,"
             " save_as_external_data=True)"
         )
-    cursor = 0
-    for s in index.spans:
-        sink.write(body[cursor : s.at])
-        data = layout.load(s.name).data
-        if len(data) != s.size:
-            raise FormatError(f"external data of {index.model}: parameter {s.name!r} loaded {len(data)} bytes,"
-                              f" needs {s.size}")  # fmt: skip
-        sink.write(data)
-        cursor = s.at
-    sink.write(body[cursor:])
+    splice(skeleton, layout, sink)

@@ -1,22 +1,25 @@
-"""The `onnx` checkpoint format: .onnx models, and the external data files they name."""
+"""The `onnx` checkpoint format: .onnx models, and the external data files they name.
+
+A model's skeleton is the kernel's (`theta.splice`, kind `onnx-model`): the file without the
+payloads of its initializers' data fields; `rebuild` writes it back. An external data file's
+skeleton (kind `onnx-data`) is the data file without its tensors; see `external`.
+"""
 
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from attrs import frozen
 
 from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
-from theta.tensors import Tensor
+from theta.splice import Region, cut, kind_of, read_tensors
 from theta_format_onnx import dtypes as D
-from theta_format_onnx import skeleton as S
-from theta_format_onnx.external import find_model, read_data, write_data
-from theta_format_onnx.rebuild import emit, plan
-from theta_format_onnx.walk import Initializer, walk_model
+from theta_format_onnx.external import DATA_KIND, find_model, read_data, write_data
+from theta_format_onnx.rebuild import MODEL_KIND, write_model
+from theta_format_onnx.walk import ModelWalk, walk_model
 from theta_format_onnx.wire import LEN, VARINT, WireError, read_varint
 
 # ModelProto fields and their wire types; a file whose first bytes hold anything else is not a model.
@@ -48,16 +51,34 @@ def sniff_model(head: bytes) -> bool:
     return True
 
 
-def _tensors(handle: BinaryIO, initializers: list[Initializer]) -> Iterator[tuple[str, Tensor]]:
-    try:
-        for i in initializers:
-            handle.seek(i.value_start)
-            payload = handle.read(i.field_end - i.value_start)
-            if i.field_number != D.RAW_DATA:
-                payload = D.typed_to_raw(i.dtype, payload)
-            yield i.name, Tensor(dtype=i.dtype, shape=i.shape, data=payload)
-    finally:
-        handle.close()
+def _regions(walk: ModelWalk) -> tuple[list[Region], dict[str, Any]]:
+    """One region per initializer: the payload of its data field (the field's tag and length stay).
+
+    A region's `extra` says where its data field starts (`field_start`), which field it is,
+    which container is its TensorProto, where the TensorProto's fields begin (`content`) and
+    where its `dims` and `data_type` fields lie; the file-level `containers` are the length
+    prefixes that enclose initializers, as [varint start, varint end, length, parent].
+    """
+    regions = [
+        Region(
+            name=i.name, dtype=i.dtype, shape=i.shape, offset=i.value_start, length=i.field_end - i.value_start,
+            encoded=i.field_number != D.RAW_DATA,
+            extra={
+                "field": i.field_number, "field_start": i.field_start, "container": i.container.index,
+                "content": i.content_start, "dims": [list(d) for d in i.dims_spans],
+                "data_type": list(i.data_type_span),
+            },
+        )
+        for i in walk.initializers
+    ]  # fmt: skip
+    containers = [
+        [c.varint_start, c.varint_end, c.length, -1 if c.parent is None else c.parent.index] for c in walk.containers
+    ]
+    return regions, {"containers": containers}
+
+
+def _decode(region: Region, raw: memoryview) -> bytes | memoryview:
+    return D.typed_to_raw(region.dtype, bytes(raw)) if region.encoded else raw
 
 
 @frozen
@@ -93,18 +114,20 @@ class OnnxFormat(CheckpointFormat):
                 ) from None
             if not walk.has_graph:
                 raise FormatError(f"{source.path}: not a valid ONNX model: it has no graph (ModelProto field 7)")
-            index, body = S.model_index(buf, walk)
-        skeleton = S.pack(S.MODEL, S.model_to_json(index), body)
-        handle = open(spooled, "rb")  # noqa: SIM115 - closed by the generator
-        return Checkpoint(skeleton=skeleton, parameters=_tensors(handle, walk.initializers))
+            regions, extra = _regions(walk)
+            skeleton = cut(buf, regions, kind=MODEL_KIND, path=source.path, extra=extra)
+        handle = open(spooled, "rb")  # noqa: SIM115 - closed by the iterator
+        tensors = read_tensors(handle, skeleton.regions, path=source.path, decode=_decode, close=True)
+        return Checkpoint(skeleton=skeleton.encode(), parameters=tensors)
 
     def write(self, layout: Layout, sink: BinaryIO) -> None:
-        kind, raw, body = S.unpack(layout.skeleton)
-        if kind == S.DATA:
-            write_data(S.data_from_json(raw), body, layout, sink)
-            return
-        if kind != S.MODEL:
-            raise FormatError(f"the stored ONNX skeleton has an unknown kind {kind!r}")
-        index = S.model_from_json(raw)
-        edits = plan(index, layout.parameters, layout.load, "the ONNX model")
-        emit(body, edits, layout.load, sink)
+        kind = kind_of(layout.skeleton)
+        if kind == DATA_KIND:
+            write_data(layout, sink)
+        elif kind == MODEL_KIND:
+            write_model(layout, sink)
+        else:
+            raise FormatError(
+                f"{layout.path}: the stored skeleton is not an ONNX skeleton (kind {kind!r}, expected"
+                f" {MODEL_KIND!r} or {DATA_KIND!r}); the object is damaged or belongs to another format"
+            )

@@ -15,12 +15,15 @@ from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
+from attrs import evolve
 
 from theta.errors import FormatError
 from theta.formats import Layout
+from theta.splice import Region, Skeleton
 from theta.tensors import DTYPES, Tensor
-from theta_format_tensorflow.splice import COPY_BLOCK, Region, Skeleton, splice
+from theta_format_tensorflow import byteorder
 
+COPY_BLOCK = 1 << 22
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SIGNATURE_OFFSETS = (0, 512, 1024, 2048)
 OPAQUE_DTYPES = {"bfloat16", "float8_e4m3fn", "float8_e5m2"}
@@ -60,9 +63,7 @@ def regions_of(file: h5py.File, base: int = 0) -> list[Region]:
         size = obj.id.get_storage_size()
         if size != obj.size * obj.dtype.itemsize or size == 0:
             return
-        found.append(
-            Region(name=name, dtype=kind[0], shape=tuple(obj.shape), offset=base + offset, size=size, order=kind[1])
-        )
+        found.append(byteorder.region(name, kind[0], tuple(obj.shape), base + offset, size, kind[1]))
 
     file.visititems(visit)
     return found
@@ -105,10 +106,10 @@ def rebuild(skeleton: Skeleton, layout: Layout, base: int, size: int) -> BinaryI
         region = stored[name]
         if wanted.get(name) == region.info:
             return layout.load(name)
-        return Tensor(dtype=region.dtype, shape=region.shape, data=bytes(region.size))
+        return Tensor(dtype=region.dtype, shape=region.shape, data=bytes(region.length))
 
     whole = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
-    splice(skeleton, load_or_zeros, whole)
+    byteorder.write(skeleton, evolve(layout, load=load_or_zeros), whole)
     inner = whole
     if base != 0 or size != skeleton.size:
         inner = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
@@ -135,7 +136,7 @@ def rebuild(skeleton: Skeleton, layout: Layout, base: int, size: int) -> BinaryI
                     dataset.attrs[key] = value
     except (OSError, ValueError, KeyError, TypeError) as exc:
         inner.close()
-        raise FormatError(f"{skeleton.kind}: cannot rebuild the HDF5 file for the changed parameters: {exc}") from None
+        raise FormatError(f"{layout.path}: cannot rebuild the HDF5 file for the changed parameters: {exc}") from None
     inner.seek(0)
     return inner
 
@@ -148,3 +149,8 @@ def copy_range(source: BinaryIO, sink: BinaryIO, size: int) -> None:
             raise FormatError("HDF5 member ends early while rebuilding")
         sink.write(block)
         left -= len(block)
+
+
+def copy_stream(source: BinaryIO, sink: BinaryIO) -> None:
+    while block := source.read(COPY_BLOCK):
+        sink.write(block)

@@ -17,22 +17,14 @@ import zipfile
 import zlib
 from typing import Any, BinaryIO
 
+import attrs
 from attrs import frozen
 
 from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
+from theta.splice import Region, Skeleton, check_regions, cut, reading_extra
 from theta.tensors import Tensor
-from theta_format_tensorflow import hdf5
-from theta_format_tensorflow.splice import (
-    Region,
-    Skeleton,
-    check_regions,
-    copy_stream,
-    cut,
-    splice,
-    tensors,
-    to_little,
-)
+from theta_format_tensorflow import byteorder, hdf5
 
 KIND = "keras"
 WEIGHTS = "model.weights.h5"
@@ -152,36 +144,48 @@ class KerasArchiveFormat(CheckpointFormat):
                 found = hdf5.regions_of(h5, base=member["start"])
             regions = check_regions(found, size, source.path)
             member["sha256"] = [_region_sha256(file, r) for r in regions]
-            skeleton = cut(file, size, regions, KIND, {"member": member})
+            skeleton = cut(file, regions, kind=KIND, path=source.path, extra={"member": member})
         except BaseException:
             file.close()
             raise
-        return Checkpoint(skeleton=skeleton.encode(), parameters=tensors(file, regions, source.path))
+        return Checkpoint(skeleton=skeleton.encode(), parameters=byteorder.tensors(file, skeleton.regions, source.path))
 
     def write(self, layout: Layout, sink: BinaryIO) -> None:
-        skeleton = Skeleton.decode(layout.skeleton, KIND)
-        member = skeleton.extra["member"]
-        recorded = member.get("sha256")
-        if skeleton.matches(layout) and recorded == [layout.hashes.get(r.name) for r in skeleton.regions]:
-            splice(skeleton, layout.load, sink)  # the tensors read at commit time: the CRC-32s kept hold
+        skeleton = byteorder.decode(layout, KIND)
+        member = _member(skeleton)
+        matches = skeleton.matches(layout.parameters)
+        if matches and member["sha256"] == [layout.hashes.get(r.name) for r in skeleton.regions]:
+            byteorder.write(skeleton, layout, sink)  # the tensors read at commit time: the CRC-32s kept hold
             return
         with tempfile.TemporaryFile() as out:
-            if skeleton.matches(layout):
+            if matches:
                 counted = _MemberCrc(out, member["start"], member["size"])
-                splice(skeleton, layout.load, counted)  # type: ignore[arg-type]
+                byteorder.write(skeleton, layout, counted)  # type: ignore[arg-type]
                 for position in member["crc_at"]:
                     out.seek(position)
                     out.write(struct.pack("<I", counted.crc))
             else:
                 _rebuild(skeleton, layout, member, out)
             out.seek(0)
-            copy_stream(out, sink)
+            hdf5.copy_stream(out, sink)
+
+
+def _member(skeleton: Skeleton) -> dict[str, Any]:
+    """Where the weights member lies (`start`, `size`), its CRC-32 fields and the tensors' sha256s at commit."""
+    with reading_extra(skeleton.path):
+        member = dict(skeleton.extra["member"])
+        start, size = int(member["start"]), int(member["size"])
+        crc_at = [int(at) for at in member["crc_at"]]
+        hashes = member.get("sha256")
+        if not 0 <= start <= start + size <= skeleton.size or not all(0 <= at <= skeleton.size - 4 for at in crc_at):
+            raise ValueError(f"the weights member {member!r} does not fit the file")
+    return {"start": start, "size": size, "crc_at": crc_at, "sha256": hashes}
 
 
 def _region_sha256(file: BinaryIO, region: Region) -> str:
     """The sha256 Theta gives the region's tensor (of its little-endian bytes)."""
     file.seek(region.offset)
-    return hashlib.sha256(to_little(file.read(region.size), region)).hexdigest()
+    return hashlib.sha256(byteorder.to_little(region, file.read(region.length))).hexdigest()
 
 
 class _MemberCrc:
@@ -210,14 +214,14 @@ def _rebuild(skeleton: Skeleton, layout: Layout, member: dict[str, Any], out: Bi
 
         def zeros(name: str) -> Tensor:  # the old weights member is replaced: its values do not matter
             r = regions[name]
-            return Tensor(dtype=r.dtype, shape=r.shape, data=bytes(r.size))
+            return Tensor(dtype=r.dtype, shape=r.shape, data=bytes(r.length))
 
-        splice(skeleton, zeros, old)
+        byteorder.write(skeleton, attrs.evolve(layout, load=zeros), old)
         old.seek(0)
         with zipfile.ZipFile(old) as source, zipfile.ZipFile(out, "w") as target:
             for info in source.infolist():
                 if info.filename == WEIGHTS:
                     with target.open(info, "w") as dest:
-                        copy_stream(weights, dest)
+                        hdf5.copy_stream(weights, dest)
                 else:
                     target.writestr(info, source.read(info))

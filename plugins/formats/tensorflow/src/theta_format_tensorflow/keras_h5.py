@@ -8,8 +8,8 @@ from attrs import frozen
 
 from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
-from theta_format_tensorflow import hdf5
-from theta_format_tensorflow.splice import Skeleton, check_regions, copy_stream, cut, splice, tensors
+from theta.splice import cut
+from theta_format_tensorflow import byteorder, hdf5
 
 KIND = "keras-h5"
 
@@ -28,24 +28,21 @@ class KerasH5Format(CheckpointFormat):
                 f"{source.path}: not an HDF5 file (no \\x89HDF signature); a Keras weights file is HDF5."
                 " If it is another format, set theta-format in .gitattributes"
             )
-        spooled = source.spool()
-        size = spooled.stat().st_size
-        file = spooled.open("rb")
+        file = source.spool().open("rb")
         try:
             with hdf5.open_hdf5(file, source.path) as h5:
                 found = hdf5.regions_of(h5)
-            regions = check_regions(found, size, source.path)
-            skeleton = cut(file, size, regions, KIND, {})
+            skeleton = cut(file, found, kind=KIND, path=source.path)
         except BaseException:
             file.close()
             raise
-        return Checkpoint(skeleton=skeleton.encode(), parameters=tensors(file, regions, source.path))
+        return Checkpoint(skeleton=skeleton.encode(), parameters=byteorder.tensors(file, skeleton.regions, source.path))
 
     def write(self, layout: Layout, sink: BinaryIO) -> None:
-        skeleton = Skeleton.decode(layout.skeleton, KIND)
-        if skeleton.matches(layout):
-            splice(skeleton, layout.load, sink)
+        skeleton = byteorder.decode(layout, KIND)
+        if skeleton.matches(layout.parameters):
+            byteorder.write(skeleton, layout, sink)
             return
         rebuilt = hdf5.rebuild(skeleton, layout, 0, skeleton.size)
         with rebuilt:
-            copy_stream(rebuilt, sink)
+            hdf5.copy_stream(rebuilt, sink)

@@ -24,7 +24,8 @@ from attrs import frozen
 
 from theta.errors import FormatError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
-from theta_format_tensorflow.splice import Region, Skeleton, check_regions, cut, nbytes, splice, tensors
+from theta.splice import Region, check_regions, cut, nbytes, reading_extra
+from theta_format_tensorflow import byteorder
 from theta_format_tensorflow.tf_index import (
     DT_STRING,
     Entry,
@@ -70,9 +71,7 @@ def regions_of(index: Index, shard: int, path: str) -> tuple[list[Region], list[
     regions: list[Region] = []
     for e in here:
         if e.dtype is not None and e.size > 0 and e.size == nbytes(e.dtype, e.shape):
-            regions.append(
-                Region(name=key_name(e.key), dtype=e.dtype, shape=e.shape, offset=e.offset, size=e.size, order=order)
-            )
+            regions.append(byteorder.region(key_name(e.key), e.dtype, e.shape, e.offset, e.size, order))
     return regions, here
 
 
@@ -129,24 +128,24 @@ class TFCheckpointFormat(CheckpointFormat):
                             f"{source.path}: entry {key_name(e.key)!r} does not match the CRC in"
                             f" {index_path.name}; the index belongs to another save"
                         )
-            skeleton = cut(file, size, regions, KIND, {"index": index_path.name, "shard": shard})
+            skeleton = cut(file, regions, kind=KIND, path=source.path, extra={"index": index_path.name, "shard": shard})
         except BaseException:
             file.close()
             raise
-        return Checkpoint(skeleton=skeleton.encode(), parameters=tensors(file, regions, source.path))
+        return Checkpoint(skeleton=skeleton.encode(), parameters=byteorder.tensors(file, skeleton.regions, source.path))
 
     def write(self, layout: Layout, sink: BinaryIO) -> None:
-        skeleton = Skeleton.decode(layout.skeleton, KIND)
-        if not skeleton.matches(layout):
-            stored = {r.name: r.info for r in skeleton.regions}
-            wanted = dict(layout.parameters)
-            changed = sorted(n for n in stored.keys() | wanted.keys() if stored.get(n) != wanted.get(n))
+        skeleton = byteorder.decode(layout, KIND)
+        if not skeleton.matches(layout.parameters):
+            changed = skeleton.differences(layout.parameters)
+            with reading_extra(layout.path):
+                index = str(skeleton.extra["index"])
             raise FormatError(
-                f"{KIND}: parameters {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} no longer match"
-                f" the shard's layout; a data shard cannot change a tensor's shape, dtype or presence without a"
-                f" new {skeleton.extra['index']}. Load the checkpoint in TensorFlow, fix it, and save it again"
+                f"{layout.path}: parameters {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} no longer"
+                f" match the shard's layout; a data shard cannot change a tensor's shape, dtype or presence without"
+                f" a new {index}. Load the checkpoint in TensorFlow, fix it, and save it again"
             )
-        splice(skeleton, layout.load, sink)
+        byteorder.write(skeleton, layout, sink)
 
 
 def refresh_index(index_path: Path) -> list[str]:

@@ -2,29 +2,31 @@
 
 Reading never imports torch: the archive is indexed in place (memory-mapped from the
 spooled file), `data.pkl` goes through a restricted unpickler, and each storage record's
-bytes are handed out as a view of the mapping. Writing splices the tensors back into the
-skeleton; only a layout that no longer fits the skeleton needs torch (see `rebuild`).
+bytes are handed out as a view of the mapping. The skeleton is the kernel's (`theta.splice`):
+the archive without the storage records' bytes, with the records' CRC-32 fields zeroed.
+Writing splices the tensors back and sets each CRC-32 from the bytes written; only a layout
+that no longer fits the skeleton needs torch (see `rebuild`).
 """
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from attrs import frozen
 
 from theta.errors import FormatError
-from theta.formats import Checkpoint, CheckpointFormat, Layout, Source, TensorInfo
-from theta.tensors import Tensor, dtype
+from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
+from theta.splice import Edit, Region, Skeleton, cut, read_tensors, reading_extra, splice
+from theta.tensors import dtype
 from theta_format_torch import safepickle
 from theta_format_torch.archive import TorchArchive, check_head, is_legacy, is_torch_zip, member_bytes, open_archive
 from theta_format_torch.naming import plan_parameters
-from theta_format_torch.skeleton import Cut, Skeleton, SkeletonError
 from theta_format_torch.ziparchive import STORED
+
+KIND = "pytorch"
 
 
 def _map(path: Path) -> memoryview:
@@ -35,8 +37,12 @@ def _map(path: Path) -> memoryview:
         return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
 
 
-def _load_tree(buf: memoryview, archive: TorchArchive, path: str) -> list[Cut]:
-    """The cuts (one per storage used), checked against the archive, sorted by offset."""
+def _regions(buf: memoryview, archive: TorchArchive, path: str) -> list[Region]:
+    """One region per storage used, checked against the archive.
+
+    Its `extra` holds the storage key, whether a tensor covers it whole, where the member's
+    CRC-32 is written (`crc_at`) and whether torch wrote that CRC-32 as zero.
+    """
     try:
         tree, _ = safepickle.load(member_bytes(buf, archive.pickle, path))
     except safepickle.Refused as exc:
@@ -50,7 +56,7 @@ def _load_tree(buf: memoryview, archive: TorchArchive, path: str) -> list[Cut]:
         plans = plan_parameters(tree)
     except ValueError as exc:
         raise FormatError(f"{path}: data.pkl has an unexpected structure: {exc}") from None
-    cuts = []
+    regions = []
     for plan in plans:
         member = archive.storage(plan.key)
         where = f"{path}: parameter {plan.name!r} (storage data/{plan.key})"
@@ -67,54 +73,66 @@ def _load_tree(buf: memoryview, archive: TorchArchive, path: str) -> list[Cut]:
                 f"{where}: the record holds {member.size} bytes, data.pkl says {plan.dtype} {list(plan.shape)}"
                 f" ({expected} bytes); the file is damaged"
             )
-        cuts.append(
-            Cut(
-                name=plan.name,
-                key=plan.key,
-                dtype=plan.dtype,
-                shape=plan.shape,
-                whole=plan.whole,
-                offset=member.data_offset,
-                nbytes=member.size,
-                crc_offsets=member.crc_offsets,
-                zero_crc=member.crc == 0 and member.size > 0,
+        extra = {
+            "key": plan.key, "whole": plan.whole, "crc_at": list(member.crc_offsets),
+            "zero_crc": member.crc == 0 and member.size > 0,
+        }  # fmt: skip
+        regions.append(
+            Region(
+                name=plan.name, dtype=plan.dtype, shape=plan.shape, offset=member.data_offset, length=member.size,
+                extra=extra,
             )
-        )
-    cuts.sort(key=lambda c: c.offset)
-    for before, after in itertools.pairwise(cuts):
-        if before.offset + before.nbytes > after.offset:
-            raise FormatError(f"{path}: storage records {before.key!r} and {after.key!r} overlap; the file is damaged")
-    return cuts
+        )  # fmt: skip
+    return regions
 
 
-def _tensors(buf: memoryview, cuts: list[Cut]) -> Iterator[tuple[str, Tensor]]:
-    for cut in cuts:
-        yield cut.name, Tensor(dtype=cut.dtype, shape=cut.shape, data=buf[cut.offset : cut.offset + cut.nbytes])
+def _blank_crcs(regions: list[Region]) -> list[Edit]:
+    """CRC-32s are recomputed on every write; zeroing them keeps the skeleton the same when only values change."""
+    return [
+        Edit(start=at, end=at + 4, data=bytes(4))
+        for r in regions
+        if not r.extra["zero_crc"]
+        for at in r.extra["crc_at"]
+    ]
 
 
-def _splice(skeleton: Skeleton, layout: Layout, sink: BinaryIO) -> None:
-    """Write the skeleton with each payload put back; CRC-32 fields (before or after it) are set first."""
-    body = bytearray(skeleton.body)
-    view = memoryview(body)
-    position = 0
-    for cut in skeleton.cuts:
-        data = layout.load(cut.name).data
-        if len(data) != cut.nbytes:
-            raise FormatError(f"parameter {cut.name!r}: loaded {len(data)} bytes, the archive needs {cut.nbytes}")
-        crc = 0 if cut.zero_crc else zlib.crc32(data)
-        for at in cut.crc_offsets:
-            stripped = skeleton.to_stripped(at)
-            body[stripped : stripped + 4] = crc.to_bytes(4, "little")
-        start = skeleton.to_stripped(cut.offset)
-        sink.write(view[position:start])
-        sink.write(data)
-        position = start
-    sink.write(view[position:])
+def _crc32s(region: Region, data: Any) -> list[Edit]:
+    """The member's CRC-32 fields (before its bytes or after them), set from the bytes written."""
+    crc = 0 if region.extra["zero_crc"] else zlib.crc32(data)
+    return [Edit(start=at, end=at + 4, data=crc.to_bytes(4, "little")) for at in region.extra["crc_at"]]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def decode_skeleton(layout: Layout) -> Skeleton:
+    """The stored skeleton, with this format's fields of its index checked."""
+    skeleton = Skeleton.decode(layout.skeleton, kind=KIND, path=layout.path)
+    with reading_extra(layout.path):
+        pickle = skeleton.extra["pickle"]
+        if not (isinstance(pickle, list) and len(pickle) == 3 and all(_is_int(v) for v in pickle)):
+            raise ValueError(f"pickle is {pickle!r}, not [offset, size, deflated]")
+        for r in skeleton.regions:
+            x = r.extra
+            if not (
+                isinstance(x["key"], str) and isinstance(x["whole"], bool) and isinstance(x["zero_crc"], bool)
+                and isinstance(x["crc_at"], list) and all(_is_int(at) for at in x["crc_at"])
+            ):  # fmt: skip
+                raise ValueError(f"parameter {r.name!r} has malformed fields {dict(x)!r}")
+    return skeleton
+
+
+def pickle_bytes(skeleton: Skeleton) -> bytes:
+    """The `data.pkl` that the skeleton keeps (inflated if it was deflated)."""
+    offset, size, deflated = skeleton.extra["pickle"]
+    raw = bytes(skeleton.kept(offset, offset + size))
+    return zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw) if deflated else raw
 
 
 @frozen
 class TorchFormat(CheckpointFormat):
-    name = "pytorch"
+    name = KIND
     extensions = (".pt", ".pth", ".bin", ".ckpt")
 
     def sniff(self, head: bytes) -> bool:
@@ -129,18 +147,18 @@ class TorchFormat(CheckpointFormat):
         check_head(source.head, source.path)
         buf = _map(source.spool())
         archive = open_archive(buf, source.path)
-        cuts = _load_tree(buf, archive, source.path)
-        skeleton = Skeleton.cut_out(buf, cuts, archive.pickle)
-        return Checkpoint(skeleton=skeleton.encode(), parameters=_tensors(buf, cuts))
+        regions = _regions(buf, archive, source.path)
+        pickle = archive.pickle
+        skeleton = cut(
+            buf, regions, kind=KIND, path=source.path, overwrite=_blank_crcs(regions),
+            extra={"pickle": [pickle.data_offset, pickle.stored_size, int(pickle.method != STORED)]},
+        )  # fmt: skip
+        return Checkpoint(skeleton=skeleton.encode(), parameters=read_tensors(buf, skeleton.regions, path=source.path))
 
     def write(self, layout: Layout, sink: BinaryIO) -> None:
-        try:
-            skeleton = Skeleton.decode(layout.skeleton)
-        except SkeletonError as exc:
-            raise FormatError(f"cannot write a PyTorch checkpoint: {exc}") from None
-        stored = {c.name: TensorInfo(dtype=c.dtype, shape=c.shape) for c in skeleton.cuts}
-        if stored == dict(layout.parameters):
-            _splice(skeleton, layout, sink)
+        skeleton = decode_skeleton(layout)
+        if skeleton.matches(layout.parameters):
+            splice(skeleton, layout, sink, patch=_crc32s)
             return
         from theta_format_torch.rebuild import rebuild
 

@@ -11,6 +11,8 @@ turned into real torch objects from the layout's tensors, and the result is writ
 - a parameter missing from the layout drops the dict entries that held its tensors;
 - a parameter the skeleton does not know is added to the top-level dict under its name.
 Every storage is written as a CPU storage; non-tensor values are kept as they were.
+
+This is the only path that needs torch, which the `theta-format-torch[torch]` extra installs.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import tempfile
 from collections import OrderedDict
 from typing import Any, BinaryIO
 
-from theta.errors import FormatError
+from theta.errors import FormatError, ThetaError
 from theta.formats import Layout
+from theta.splice import Region, Skeleton
 from theta.tensors import Tensor
 from theta_format_torch import safepickle
+from theta_format_torch.format import pickle_bytes
 from theta_format_torch.safepickle import DeviceRef, DTypeRef, ParameterRef, SizeRef, StorageRef, TensorRef
-from theta_format_torch.skeleton import Cut, Skeleton
 
 
 def _torch_tensor(tensor: Tensor) -> Any:
@@ -114,35 +117,49 @@ class _Converter:
         return node
 
 
+def _require_torch(skeleton: Skeleton, layout: Layout) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        changed = skeleton.differences(layout.parameters)
+        shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+        raise ThetaError(
+            f"{layout.path}: the parameters no longer match the saved layout (changed: {shown}), so the file must"
+            " be rebuilt with torch.save, and torch is not installed: pip install 'theta-format-torch[torch]'"
+        ) from None
+
+
 def rebuild(skeleton: Skeleton, layout: Layout, sink: BinaryIO) -> None:
+    _require_torch(skeleton, layout)
     import torch
 
-    tree, _ = safepickle.load(skeleton.pickle_bytes())
-    by_key: dict[str, Cut] = {c.key: c for c in skeleton.cuts}
+    tree, _ = safepickle.load(pickle_bytes(skeleton))
+    by_key: dict[str, Region] = {r.extra["key"]: r for r in skeleton.regions}
     flat: dict[str, Any] = {}
     replaced: dict[str, Any] = {}
     dropped: set[str] = set()
-    for key, cut in by_key.items():
-        info = layout.parameters.get(cut.name)
+    for key, region in by_key.items():
+        info = layout.parameters.get(region.name)
         if info is None:
             dropped.add(key)
             continue
-        tensor = _torch_tensor(layout.load(cut.name))
-        if (info.dtype, tuple(info.shape)) == (cut.dtype, cut.shape):
+        tensor = _torch_tensor(layout.load(region.name))
+        if info == region.info:
             flat[key] = tensor.reshape(-1)
-        elif cut.whole:
+        elif region.extra["whole"]:
             replaced[key] = tensor
         else:
             raise FormatError(
-                f"parameter {cut.name!r} is a storage that only views use (slices or shared weights), so it cannot"
-                f" change from {cut.dtype} {list(cut.shape)} to {info.dtype} {list(info.shape)}"
+                f"{layout.path}: parameter {region.name!r} is a storage that only views use (slices or shared"
+                f" weights), so it cannot change from {region.dtype} {list(region.shape)}"
+                f" to {info.dtype} {list(info.shape)}"
             )
-    names = {key: cut.name for key, cut in by_key.items()}
+    names = {key: region.name for key, region in by_key.items()}
     result = _Converter(names, flat, replaced, dropped)(tree)
-    known = {c.name for c in skeleton.cuts}
+    known = set(skeleton.parameters)
     added = [name for name in layout.parameters if name not in known]
     if added and not isinstance(result, dict):
-        raise FormatError(f"cannot add parameters {added} to a checkpoint whose top level is not a dict")
+        raise FormatError(f"{layout.path}: cannot add parameters {added} to a checkpoint whose top level is not a dict")
     for name in added:
         result[name] = _torch_tensor(layout.load(name))
     with tempfile.TemporaryFile() as spool:
