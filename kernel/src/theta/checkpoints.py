@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from attrs import field, frozen
 
-from theta.errors import FormatError, ObjectMissing, ThetaError
+from theta.errors import FormatError, ObjectCorrupt, ObjectMissing, ThetaError
 from theta.formats import CheckpointFormat, Layout, Source, TensorInfo
 from theta.metadata import HASH_PREFIX, METADATA_VERSION, Blob, Metadata, Parameter, Step
 from theta.plugins import Registry
@@ -111,7 +111,11 @@ class Cleaner:
         layout = (tensor.dtype, tensor.shape)
         if not settings.squash:
             for entry in known:
-                if entry.hash == tensor_hash and (entry.dtype, entry.shape) == layout:
+                if (
+                    entry.hash == tensor_hash
+                    and (entry.dtype, entry.shape) == layout
+                    and self._still_stored(entry, tensor)
+                ):
                     return entry
         previous = known[0] if known else None
         same_layout = previous is not None and (previous.dtype, previous.shape) == layout
@@ -122,6 +126,18 @@ class Cleaner:
         if not steps:
             steps = (self._root_step(path, name, tensor, tensor_hash, settings),)
         return Parameter(dtype=tensor.dtype, shape=tensor.shape, hash=tensor_hash, steps=steps)
+
+    def _still_stored(self, entry: Parameter, tensor: Tensor) -> bool:
+        """Whether a known entry's objects are sound; a missing or damaged copy of the tensor itself is rewritten."""
+        store = self.params.store
+        own = entry.hash.removeprefix(HASH_PREFIX)
+        for step in entry.steps:
+            for record in step.objects.values():
+                if record.oid == own and record.codec == "raw":
+                    store.put(tensor.data, oid=own)
+                elif not store.verify(record.oid, record.size):
+                    return False
+        return True
 
     def root_type(self, settings: CleanSettings) -> UpdateType:
         root = self.registry.update_type(settings.root_update)
@@ -206,18 +222,29 @@ class Smudger:
         store = self.params.store
         needed = metadata.objects()
         missing = [(oid, use.size) for oid, use in needed.items() if not store.has(oid)]
+        corrupt_remote: frozenset[str] = frozenset()
         if missing and self.fetch is not None:
-            self.fetch(missing, path)
+            failed = self.fetch(missing, path)
+            corrupt_remote = getattr(failed, "corrupt_on_remote", frozenset())
             missing = [(oid, size) for oid, size in missing if not store.has(oid)]
         if missing:
-            oid = missing[0][0]
+            damaged = [oid for oid, _ in missing if oid in corrupt_remote]
+            oid = damaged[0] if damaged else missing[0][0]
             owner = needed[oid].parameter
             what = "its skeleton" if owner is None else f"parameter {owner!r}"
+            others = f"; {len(missing) - 1} other object(s) are missing too" if len(missing) > 1 else ""
+            if damaged:
+                raise ObjectCorrupt(
+                    oid,
+                    f"{path}: object {oid} of {what} is corrupt on the remote (its copy there does not match"
+                    f" its sha256) and is not in the local store{others}. Have the remote's copy deleted, then"
+                    " push it again from a repository with a good copy (`git theta fsck` there checks it)."
+                    " The file was not written.",
+                )
             raise ObjectMissing(
                 oid,
-                f"{path}: {len(missing)} object(s) missing, e.g. {oid} of {what}; it is neither in the"
-                " local store nor on the remote (was it pushed? is the remote reachable?). The file"
-                " was not written.",
+                f"{path}: {len(missing)} object(s) missing, e.g. {oid} of {what}: not in the local store and"
+                " not on the remote (was it pushed? is the remote reachable?). The file was not written.",
             )
 
     def smudge(self, metadata: Metadata, path: str, sink: BinaryIO) -> None:

@@ -4,6 +4,8 @@ git calls the hook with the remote's name and URL, and one line per ref on stand
 `<local ref> <local sha> <remote ref> <remote sha>`. Every theta-tracked file that the pushed
 commits add or change is a metadata file; the objects it names go to the remote's Git LFS
 storage through `git lfs push --object-id` (objects the server has are skipped by git-lfs).
+Every object is verified (sha256) first: a missing or damaged one stops the whole push, so a
+bad copy never reaches the remote.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from theta.errors import ThetaError
 from theta.git.lfs import push_objects
 from theta.git.repo import Repo
-from theta.metadata import loads_if_metadata
+from theta.metadata import ObjectUse, loads_if_metadata
 from theta.store.objects import ObjectStore
 
 ZERO = "0" * 40
@@ -39,9 +41,9 @@ def _exists(repo: Repo, sha: str) -> bool:
     return bool(repo.git("cat-file", "-t", sha, check=False).strip())
 
 
-def objects_to_push(repo: Repo, blobs: dict[str, str]) -> dict[str, str]:
-    """oid -> a description of what needs it, for every object named by a tracked metadata blob."""
-    wanted: dict[str, str] = {}
+def objects_to_push(repo: Repo, blobs: dict[str, str]) -> dict[str, tuple[str, ObjectUse]]:
+    """oid -> (path, use) for every object named by a tracked metadata blob."""
+    wanted: dict[str, tuple[str, ObjectUse]] = {}
     tracked = set(repo.tracked_paths(sorted(set(blobs.values()))))
     for sha, path in blobs.items():
         if path not in tracked:
@@ -50,8 +52,29 @@ def objects_to_push(repo: Repo, blobs: dict[str, str]) -> dict[str, str]:
         if metadata is None:
             continue
         for oid, use in metadata.objects().items():
-            wanted.setdefault(oid, use.describe(path))
+            wanted.setdefault(oid, (path, use))
     return wanted
+
+
+def unsound(store: ObjectStore, wanted: dict[str, tuple[str, ObjectUse]]) -> list[str]:
+    """One line per object that must not be pushed as it is (missing, or damaged), with how to repair it."""
+    problems = []
+    for oid, (path, use) in wanted.items():
+        if store.verify(oid, use.size):
+            continue
+        where = use.describe(path)
+        if store.has(oid):
+            problems.append(
+                f"{where}: object {oid} is corrupt in the local store (its content does not match its sha256);"
+                f" repair it with `git add {path}` from a good copy of the checkpoint, or `git theta fsck --repair`"
+                " to fetch a good copy from the remote"
+            )
+        else:
+            problems.append(
+                f"{where}: object {oid} is not in the local store; `git add {path}` from the checkpoint"
+                " stores it again, or `git theta fetch` gets it from a remote that has it"
+            )
+    return problems
 
 
 def pre_push(remote: str, lines: Iterable[str], repo: Repo | None = None) -> int:
@@ -64,12 +87,11 @@ def pre_push(remote: str, lines: Iterable[str], repo: Repo | None = None) -> int
     try:
         wanted = objects_to_push(repo, new_blobs(repo, remote, updates))
         store = ObjectStore(repo.lfs_dir, repo.keep_dir)
-        missing = [oid for oid in wanted if not store.has(oid)]
-        if missing:
-            raise ThetaError(
-                f"cannot push: {len(missing)} object(s) are not in the local store, e.g. {missing[0]} of"
-                f" {wanted[missing[0]]}; fetch them first (`git theta fetch`) or re-add the checkpoint"
-            )
+        problems = unsound(store, wanted)
+        if problems:
+            for line in problems:
+                print(f"theta: error: {line}", file=sys.stderr)
+            raise ThetaError(f"cannot push: {len(problems)} object(s) would not arrive intact; nothing was pushed")
         if wanted:
             print(f"theta: pushing {len(wanted)} object(s) to {remote}", file=sys.stderr)
             push_objects(remote, list(wanted), cwd=str(repo.top_level))

@@ -13,10 +13,12 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from theta.errors import ThetaError
 from theta.git.pktline import PacketReader, PacketWriter, ProtocolError
+from theta.git.repo import Repo
 from theta.progress import Progress
 
 POINTER_TEMPLATE = "version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n"
@@ -40,26 +42,64 @@ def push_objects(remote: str, oids: Sequence[str], cwd: str | None = None) -> No
         raise ThetaError(f"git lfs push of {len(oids)} object(s) to {remote!r} failed:\n{details}")
 
 
-def fetch_objects(objects: Sequence[tuple[str, int]], label: str) -> list[str]:
-    """Download `objects` ((oid, size) pairs) into the local store; returns the oids that failed."""
+def fetch_objects(
+    objects: Sequence[tuple[str, int]], label: str, cwd: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Download `objects` ((oid, size) pairs) into the local store of the repository at `cwd`
+    (default: the current directory); returns the oids that failed."""
     if not objects:
         return []
     env = {k: v for k, v in os.environ.items() if k != "GIT_LFS_SKIP_SMUDGE"}
-    proc = subprocess.Popen(["git", "lfs", "filter-process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        ["git", "lfs", "filter-process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd
+    )
     assert proc.stdin and proc.stdout
     progress = Progress(f"downloading {len(objects)} object(s) for {label}", sum(s for _, s in objects), "B", 0.5)
     try:
-        failed = _fetch_through(PacketReader(proc.stdout), PacketWriter(proc.stdin), objects, progress)
+        _fetch_through(PacketReader(proc.stdout), PacketWriter(proc.stdin), objects, progress)
     except (EOFError, ProtocolError, BrokenPipeError) as exc:
         print(f"theta: git lfs filter-process stopped while downloading objects for {label}: {exc}", file=sys.stderr)
-        failed = [oid for oid, _ in objects]  # the caller checks the store for what did arrive
     finally:
         progress.close()
         if proc.stdin:
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
         proc.wait()
-    return failed
+    # git-lfs lists the objects it failed to download as available too: what landed is what counts
+    local = Repo(Path(cwd) if cwd is not None else None).lfs_dir / "objects"
+    absent = [(oid, size) for oid, size in objects if not (local / oid[0:2] / oid[2:4] / oid).is_file()]
+    return _diagnose(absent, cwd, env)
+
+
+class FetchFailures(list):  # type: ignore[type-arg]
+    """The oids that did not arrive; `corrupt_on_remote` holds those the remote has with other content."""
+
+    def __init__(self, oids: Iterable[str] = (), corrupt_on_remote: Iterable[str] = ()) -> None:
+        super().__init__(oids)
+        self.corrupt_on_remote = frozenset(corrupt_on_remote)
+
+
+MAX_DIAGNOSED = 16  # objects asked one by one why they did not arrive (the rest share the first reasons)
+CORRUPT_SIGNS = ("invalid hash", "expected OID")  # git-lfs's words for a download that failed its sha256 check
+
+
+def _diagnose(absent: Sequence[tuple[str, int]], cwd: str | os.PathLike[str] | None, env: dict[str, str]) -> list[str]:
+    """Ask git-lfs again for each object that did not arrive, one at a time, to learn why."""
+    failed, corrupt = [], []
+    for index, (oid, size) in enumerate(absent):
+        if index >= MAX_DIAGNOSED:
+            failed.append(oid)
+            continue
+        proc = subprocess.run(
+            ["git", "lfs", "smudge", oid], input=pointer(oid, size), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=env, cwd=cwd,
+        )  # fmt: skip
+        if proc.returncode == 0:
+            continue  # it arrived this time
+        failed.append(oid)
+        if any(sign in proc.stderr.decode(errors="replace") for sign in CORRUPT_SIGNS):
+            corrupt.append(oid)
+    return FetchFailures(failed, corrupt)
 
 
 def _fetch_through(

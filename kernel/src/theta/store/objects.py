@@ -2,22 +2,36 @@
 
 Objects are named by the sha256 of their bytes, written atomically (a temporary file in
 `<lfs>/tmp`, then a rename) and verified when read: a corrupted object is never decoded.
+Storing an object that is already there checks the copy that is there, and replaces it when
+it is damaged; so does `verify`, which the pre-push and fsck use before trusting a copy.
 
 No pointer file in any git tree names Theta's objects, so `git lfs prune` takes them for
 garbage. Each object therefore has a second name, a hard link under `<keep>` (in
 `.git/theta/objects`), which costs no space; an object pruned from the LFS store is linked
-back from there when it is next needed.
+back from there when it is next needed, and an object git-lfs downloaded (a fresh clone)
+gets its second name the first time it is looked at.
+
+A process killed while writing leaves a temporary file behind. Temporary files carry the
+writer's process id (`theta-[<kind>-]<pid>-*`); the first look-up of a later process removes
+those, in `<lfs>/tmp` and in the spool directory beside `<keep>`, whose writer is gone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from theta.errors import ObjectCorrupt, ObjectMissing
+
+TEMP_PREFIX = "theta-"
+CHUNK = 1 << 22
+# A temporary file named without a process id is taken as stray once it is this old.
+STRAY_AGE = 24 * 3600
 
 
 class ObjectStore:
@@ -26,6 +40,8 @@ class ObjectStore:
         self.objects_dir = self.lfs_dir / "objects"
         self.tmp_dir = self.lfs_dir / "tmp"
         self.keep_dir = keep_dir
+        self._verified: set[str] = set()
+        self._swept = False
 
     def path(self, oid: str) -> Path:
         return self.objects_dir / oid[0:2] / oid[2:4] / oid
@@ -34,41 +50,81 @@ class ObjectStore:
         return self.keep_dir / oid[0:2] / oid[2:4] / oid if self.keep_dir is not None else None
 
     def has(self, oid: str) -> bool:
-        """True when the object is in the LFS store, after relinking it there if it was pruned."""
-        if self.path(oid).is_file():
-            return True
+        """True when the object is in the LFS store (relinked there if it was pruned; given its second name)."""
+        self._sweep_once()
+        path = self.path(oid)
         kept = self._kept(oid)
+        if path.is_file():
+            if kept is not None and not kept.exists():
+                self._link(path, kept)
+            return True
         if kept is None or not kept.is_file():
             return False
-        self._link(kept, self.path(oid))
+        self._link(kept, path)
+        return True
+
+    def verify(self, oid: str, size: int | None = None) -> bool:
+        """True when the object is here and its bytes hash to its oid (and have `size` bytes, if given)."""
+        if oid in self._verified:
+            return True
+        if not self.has(oid):
+            return False
+        path = self.path(oid)
+        try:
+            if size is not None and path.stat().st_size != size:
+                return False
+            digest = hashlib.sha256()
+            buffer = memoryview(bytearray(CHUNK))
+            with open(path, "rb", buffering=0) as f:
+                while got := f.readinto(buffer):
+                    digest.update(buffer[:got])
+        except OSError:
+            return False
+        if digest.hexdigest() != oid:
+            return False
+        self._verified.add(oid)
         return True
 
     def put(self, data: Any, oid: str | None = None) -> tuple[str, int]:
-        """Store `data` (any bytes-like object); returns (oid, size). Existing objects are kept."""
+        """Store `data` (any bytes-like object); returns (oid, size).
+
+        A sound copy that is already there is kept; a missing or damaged one is (re)written,
+        under both of its names.
+        """
         view = memoryview(data).cast("B")
         if oid is None:
             oid = hashlib.sha256(view).hexdigest()
-        target = self.path(oid)
-        if not self.has(oid):
-            self._write_atomic(target, view)
-        kept = self._kept(oid)
-        if kept is not None and not kept.exists():
-            self._link(target, kept)
+        if not self.verify(oid, len(view)):
+            self._write_atomic(self.path(oid), view)
+            kept = self._kept(oid)
+            if kept is not None:
+                self._link(self.path(oid), kept, replace=True)
+            self._verified.add(oid)
         return oid, len(view)
 
-    @staticmethod
-    def _link(source: Path, target: Path) -> None:
+    def _link(self, source: Path, target: Path, replace: bool = False) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(source, target)
+            if replace:
+                if target.exists() and os.path.samefile(source, target):
+                    return
+                staged = self._temp_name(target.parent)
+                os.link(source, staged)
+                os.replace(staged, target)
+            else:
+                os.link(source, target)
         except FileExistsError:
             pass
         except OSError:  # a file system without hard links: the object keeps one name
             pass
 
+    def _temp_name(self, directory: Path) -> Path:
+        return directory / f"{temp_prefix()}{os.urandom(6).hex()}"
+
     def _write_atomic(self, target: Path, view: memoryview) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="theta-", dir=self.tmp_dir)
+        self._sweep_once()
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(view)
@@ -85,12 +141,85 @@ class ObjectStore:
             raise ObjectMissing(oid, f"object {oid} is not in the local store {self.objects_dir}")
         data = self.path(oid).read_bytes()
         if (size is not None and len(data) != size) or hashlib.sha256(data).hexdigest() != oid:
-            for name in (self.path(oid), self._kept(oid)):
-                if name is not None:
-                    name.unlink(missing_ok=True)  # so that a fetch can bring a good copy
+            self.discard(oid)  # so that a fetch can bring a good copy
             raise ObjectCorrupt(
                 oid,
                 f"object {oid} in {self.objects_dir} is corrupted (its content does not match its"
                 " sha256); it was removed: fetch it again with `git theta fetch`",
             )
+        self._verified.add(oid)
         return data
+
+    def discard(self, oid: str) -> None:
+        """Remove both names of an object (a damaged copy, or garbage)."""
+        self._verified.discard(oid)
+        for name in (self.path(oid), self._kept(oid)):
+            if name is not None:
+                name.unlink(missing_ok=True)
+
+    def size_on_disk(self, oid: str) -> int:
+        for name in (self.path(oid), self._kept(oid)):
+            if name is not None and name.is_file():
+                return name.stat().st_size
+        return 0
+
+    def oids(self) -> set[str]:
+        """Every object under either name."""
+        found: set[str] = set()
+        for root in (self.objects_dir, self.keep_dir):
+            if root is not None and root.is_dir():
+                found.update(p.name for p in root.glob("??/??/*") if len(p.name) == 64 and p.is_file())
+        return found
+
+    # -- leftovers of killed processes -------------------------------------------------------
+
+    def scratch_dirs(self) -> list[Path]:
+        """Where Theta writes temporary files: `<lfs>/tmp`, and the spool directory beside `<keep>`."""
+        dirs = [self.tmp_dir]
+        if self.keep_dir is not None:
+            dirs.append(self.keep_dir.parent / "tmp")
+        return dirs
+
+    def _sweep_once(self) -> None:
+        if not self._swept:
+            self._swept = True
+            self.sweep()
+
+    def sweep(self) -> list[Path]:
+        """Remove temporary files of processes that are gone; returns what was removed."""
+        removed = []
+        for directory in self.scratch_dirs():
+            if not directory.is_dir():
+                continue
+            for path in directory.glob(f"{TEMP_PREFIX}*"):
+                if path.is_file() and _stray(path):
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
+
+
+def temp_prefix(kind: str = "") -> str:
+    """The prefix of a temporary file of this process: `theta-[<kind>-]<pid>-`, so a sweep can tell it apart."""
+    return f"{TEMP_PREFIX}{kind + '-' if kind else ''}{os.getpid()}-"
+
+
+_PID = re.compile(rf"^{TEMP_PREFIX}(?:[a-z]+-)?(\d+)-")
+
+
+def _stray(path: Path) -> bool:
+    match = _PID.match(path.name)
+    if match is None:  # named by an older version: only its age tells
+        try:
+            return time.time() - path.stat().st_mtime > STRAY_AGE
+        except FileNotFoundError:
+            return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
