@@ -22,7 +22,7 @@ from theta.sizes import human
 QUIET_ENV = "GIT_THETA_QUIET"
 DELAY_ENV = "GIT_PROGRESS_DELAY"
 REFRESH = 0.5  # seconds between redraws on a terminal
-LINE = "theta: {desc}: {share}{done_h}{total_h}, {rate_h}{eta_h}"
+LINE = "theta: {label}: {share}{done_h}{total_h}, {rate_h}{eta_h}"
 
 
 def quiet() -> bool:
@@ -46,6 +46,19 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
+def _terminal_size() -> tuple[int, int]:
+    """Columns and rows; lines longer than the terminal are cut (a wrapped line cannot be redrawn).
+
+    A terminal that reports no size (0 x 0) is treated as a large one.
+    """
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        columns, rows = size.columns, size.lines
+    except (AttributeError, OSError, ValueError):
+        columns = rows = 0
+    return (columns if columns > 0 else 1000, rows if rows > 0 else 100)
+
+
 def _amount(n: float, unit: str) -> str:
     return human(n) if unit == "B" else f"{n:.0f}"
 
@@ -59,7 +72,7 @@ def _interval(seconds: float) -> str:
 class Progress:
     """One phase of work of `total` units (`unit` "B" for bytes; a total of 0 means unknown)."""
 
-    def __init__(self, label: str, total: int, unit: str = "", delay: float = 1.0) -> None:
+    def __init__(self, label: str, total: int, unit: str = "", delay: float = 2.0) -> None:
         self.label = label
         self.total = total
         self.unit = unit
@@ -106,7 +119,7 @@ class Progress:
         else:
             eta = ""
         return {
-            "desc": self.label,
+            "label": self.label,
             "share": share,
             "done_h": _amount(self.done, self.unit),
             "total_h": total,
@@ -132,7 +145,8 @@ class Progress:
             file=sys.stderr,
             bar_format=LINE,
             mininterval=REFRESH,
-            dynamic_ncols=True,
+            ncols=_terminal_size()[0],
+            nrows=_terminal_size()[1],
             leave=True,
         )
 
@@ -143,15 +157,14 @@ class Progress:
         self._closed = True
         if self._bar is not None:
             self._bar.bar_format = LINE.replace("{eta_h}", ", done.")
-            self._bar.refresh()
-            self._bar.close()
+            self._bar.close()  # draws the line a last time and ends it
             return
         if self._quiet or self._terminal or time.monotonic() - self._start < self._delay:
             return
         fields = self.fields(final=True)
         took = time.monotonic() - self._start
         sys.stderr.write(
-            f"theta: {fields['desc']}: {fields['share']}{fields['done_h']}{fields['total_h']}"
+            f"theta: {fields['label']}: {fields['share']}{fields['done_h']}{fields['total_h']}"
             f" in {took:.1f} s, {fields['rate_h']}, done.\n"
         )
         sys.stderr.flush()
