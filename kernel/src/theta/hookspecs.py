@@ -52,6 +52,10 @@ def theta_register_diff_renderers(register: Callable[[DiffRenderer], None]) -> N
     """Register diff renderers: call `register(renderer)` once per `DiffRenderer`.
 
     Called once per plugin when the registry is built; names are unique across plugins.
+    `git theta diff --format NAME` (and `git config theta.diffFormat NAME` for `git diff`)
+    picks one; the kernel then calls `renderer.render(diffs, output)` with an iterable of
+    `theta.diffs.FileDiff`, one per file as it is computed, and a `RenderOutput` (a text
+    stream, whether to colour it, and the file to write when `writes_file` is True).
     """
 
 
@@ -63,5 +67,8 @@ def theta_register_merge_strategies(register: Callable[[MergeStrategy], None]) -
     """Register merge strategies: call `register(strategy)` once per `MergeStrategy`.
 
     Called once per plugin when the registry is built; names are unique across plugins. A
-    merge policy file may name only strategies registered here.
+    merge policy file (`.theta/merge-policy.toml`) may name only strategies registered here.
+    During a merge the kernel calls `strategy.choose(name, options)` and, unless that decides,
+    `strategy.merge(name, base, ours, theirs, options)` for each parameter both branches
+    changed differently, one parameter at a time (see docs/merging.md).
     """

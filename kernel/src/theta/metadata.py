@@ -76,11 +76,20 @@ class Step:
 
 
 @frozen(kw_only=True)
+class MergeRecord:
+    """How a merge made this tensor: the strategy and its resolved options (never a commit)."""
+
+    strategy: str
+    options: dict[str, Any] = field(factory=dict)
+
+
+@frozen(kw_only=True)
 class Parameter:
     dtype: str
     shape: tuple[int, ...]
     hash: str = field(validator=_hash)
     steps: tuple[Step, ...]
+    merge: MergeRecord | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.steps:
@@ -140,6 +149,8 @@ def loads(data: bytes, filename: str) -> Metadata:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpecError(f"{filename}: not a Theta metadata file: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{filename}: not a Theta metadata file: its JSON is nested too deeply") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{filename}: not a Theta metadata file: expected a JSON object")
     version = raw.get("theta")
@@ -159,6 +170,8 @@ def dumps(metadata: Metadata) -> bytes:
             del raw[optional]
     for param in raw["parameters"].values():
         param["shape"] = list(param["shape"])
+        if param["merge"] is None:
+            del param["merge"]
         for step in param["steps"]:
             if not step["params"]:
                 del step["params"]

@@ -1,87 +1,13 @@
-"""git's merge driver (`merge.theta.driver`) and diff text conversion (`diff.theta.textconv`)."""
+"""git's diff text conversion (`diff.theta.textconv`); the merge driver is `theta.app.merge_driver`."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from theta.errors import ThetaError
-from theta.metadata import HASH_PREFIX, Metadata, Parameter, dumps, loads, looks_like_metadata
+from theta.metadata import HASH_PREFIX, loads, looks_like_metadata
 from theta.session import CHECKPOINT_TYPE_ENV
-
-MERGED, CONFLICT, FAILED = 0, 1, 2
-
-
-def _read(path: Path, label: str) -> Metadata | None:
-    data = path.read_bytes()
-    if not data:
-        return None
-    if not looks_like_metadata(data[:256]):
-        raise ThetaError(f"{label} is not a Theta metadata file; resolve this conflict by hand")
-    return loads(data, label)
-
-
-def _same(a: Parameter | None, b: Parameter | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return (a.hash, a.dtype, a.shape) == (b.hash, b.dtype, b.shape)
-
-
-def three_way(base: Metadata | None, ours: Metadata, theirs: Metadata) -> tuple[Metadata, list[str]]:
-    """Merge per parameter: a side that changed a parameter wins; both changing it differently conflicts."""
-    old = base.parameters if base is not None else {}
-    names = list(ours.parameters) + [n for n in theirs.parameters if n not in ours.parameters]
-    merged: dict[str, Parameter] = {}
-    conflicts = []
-    for name in names:
-        b, o, t = old.get(name), ours.parameters.get(name), theirs.parameters.get(name)
-        if _same(o, t) or _same(b, t):
-            chosen = o
-        elif _same(b, o):
-            chosen = t
-        else:
-            conflicts.append(name)
-            chosen = o
-        if chosen is not None:
-            merged[name] = chosen
-    skeleton = ours.skeleton
-    if base is not None and ours.skeleton == base.skeleton:
-        skeleton = theirs.skeleton
-    result = Metadata(
-        theta=ours.theta, format=ours.format, format_plugin=ours.format_plugin, skeleton=skeleton, parameters=merged
-    )
-    return result, conflicts
-
-
-def merge(base_file: str, ours_file: str, theirs_file: str, pathname: str) -> int:
-    try:
-        base = _read(Path(base_file), f"{pathname} (merge base)")
-        ours = _read(Path(ours_file), f"{pathname} (ours)")
-        theirs = _read(Path(theirs_file), f"{pathname} (theirs)")
-        if ours is None or theirs is None:
-            print(f"theta: merge: {pathname} was deleted on one side; resolve by hand", file=sys.stderr)
-            return CONFLICT
-        if ours.format != theirs.format:
-            print(
-                f"theta: merge: {pathname} is {ours.format} on our side and {theirs.format} on theirs; resolve by hand",
-                file=sys.stderr,
-            )
-            return CONFLICT
-        result, conflicts = three_way(base, ours, theirs)
-    except ThetaError as exc:
-        print(f"theta: merge: {exc}", file=sys.stderr)
-        return FAILED
-    if conflicts:
-        shown = ", ".join(repr(n) for n in conflicts[:10]) + (" ..." if len(conflicts) > 10 else "")
-        print(
-            f"theta: merge: {pathname}: {len(conflicts)} parameter(s) changed differently on both sides: {shown}."
-            " Our version is left in place; pick a side with `git checkout --ours/--theirs -- PATH`.",
-            file=sys.stderr,
-        )
-        return CONFLICT
-    Path(ours_file).write_bytes(dumps(result))
-    return MERGED
 
 
 def textconv(path: str) -> str:

@@ -35,7 +35,7 @@ def cmd_diff_textconv(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from theta.app.drivers import merge
+    from theta.app.merge_driver import merge
 
     return merge(args.base, args.ours, args.theirs, args.path)
 

@@ -1,0 +1,364 @@
+"""The three-way merge of one checkpoint, parameter by parameter, against the merge base.
+
+A parameter changed on one side only takes that side (added and removed ones likewise); one
+changed identically on both sides is taken; only a parameter the two sides changed
+differently goes to the merge policy, whose strategy either decides without tensors (a side,
+or a conflict) or merges the three versions. Those versions are loaded one parameter at a
+time, after the objects they need were fetched in one batch; a merged tensor is stored like
+any commit's (dense or as an update, whichever is smaller) and its entry records the
+strategy and options that made it. Every other parameter keeps its entry as it is.
+
+The skeleton (the checkpoint's non-tensor state) follows the same three-way rule, judged on
+what the format says matters in it (`CheckpointFormat.skeleton_state`); changed on both
+sides, it is a conflict. A conflicting parameter keeps our entry, so the result is always a
+valid checkpoint.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from attrs import evolve, frozen
+
+from theta.errors import ObjectMissing
+from theta.formats import CheckpointFormat
+from theta.merges import SIDES, Conflict, MergeStrategy, Side
+from theta.merging.policy import Choice, Policy
+from theta.metadata import METADATA_VERSION, Blob, MergeRecord, Metadata, Parameter
+from theta.progress import Progress
+from theta.session import Session
+from theta.tensors import Tensor
+
+
+@frozen(kw_only=True)
+class Versions:
+    """The three versions of one checkpoint; `base` is None when the file has no merge base."""
+
+    base: Metadata | None
+    ours: Metadata
+    theirs: Metadata
+
+    def entry(self, side: Side, name: str) -> Parameter | None:
+        metadata = getattr(self, side)
+        return None if metadata is None else metadata.parameters.get(name)
+
+    def names(self, first: Side = "ours") -> list[str]:
+        """The parameters of side `first` in its order, then those only the others have.
+
+        The result follows the order of the side whose skeleton it takes, which is the order in
+        which the format writes (and later reads back) the parameters.
+        """
+        order: dict[str, None] = {}
+        for side in (first, "ours", "theirs"):
+            metadata = getattr(self, side)
+            if metadata is not None:
+                order.update(dict.fromkeys(metadata.parameters))
+        return list(order)
+
+
+@frozen(kw_only=True)
+class Override:
+    """`git theta resolve`: `choice` for the parameters matching `params` (None: those left in conflict).
+
+    Without a `choice`, the policy merges every parameter; `skeleton` names the side whose
+    skeleton the result takes.
+    """
+
+    choice: Choice | None = None
+    params: tuple[str, ...] | None = None
+    skeleton: Side | None = None
+
+    def forced(self, name: str) -> bool:
+        return (
+            self.choice is not None
+            and self.params is not None
+            and any(fnmatch.fnmatchcase(name, g) for g in self.params)
+        )
+
+
+@frozen(kw_only=True)
+class ParameterConflict:
+    name: str
+    reason: str
+    choice: Choice
+
+
+@frozen(kw_only=True)
+class Outcome:
+    """The merged metadata, what the policy merged (name -> strategy) and what was left in conflict."""
+
+    metadata: Metadata
+    merged: dict[str, str]
+    conflicts: tuple[ParameterConflict, ...]
+    skeleton_conflict: bool
+
+    @property
+    def clean(self) -> bool:
+        return not self.conflicts and not self.skeleton_conflict
+
+
+def same(a: Parameter | None, b: Parameter | None) -> bool:
+    """The same tensor (hash, dtype and shape), or both absent."""
+    if a is None or b is None:
+        return a is b
+    return (a.hash, a.dtype, a.shape) == (b.hash, b.dtype, b.shape)
+
+
+def one_sided(versions: Versions, name: str) -> Side | None:
+    """The side whose entry a parameter takes without the policy; None when both changed it differently."""
+    b, o, t = (versions.entry(side, name) for side in SIDES)
+    if same(o, t) or same(b, t):
+        return "ours"
+    if same(b, o):
+        return "theirs"
+    return None
+
+
+@frozen(kw_only=True)
+class _Plan:
+    """A parameter both sides changed: the choice in force and what the strategy decided without tensors."""
+
+    name: str
+    choice: Choice
+    decision: Side | Conflict | None
+    fallback: Choice | None  # the override to try when the policy's strategy leaves a conflict
+
+
+class MergeEngine:
+    def __init__(self, session: Session, policy: Policy, override: Override | None = None) -> None:
+        self.session = session
+        self.policy = policy
+        self.override = override
+
+    @property
+    def registry(self) -> Any:
+        return self.session.registry
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def _strategy(self, choice: Choice) -> MergeStrategy | None:
+        return self.registry.merge_strategies.get(choice.strategy)
+
+    def _decide(self, choice: Choice, name: str) -> Side | Conflict | None:
+        strategy = self._strategy(choice)
+        if strategy is None:
+            return Conflict(reason=f"merge strategy {choice.strategy!r} is not installed")
+        try:
+            decided = strategy.choose(name, choice.options)
+        except Exception as exc:
+            return Conflict(reason=self._fault(choice, "choose", exc))
+        if decided is not None and not isinstance(decided, Conflict) and decided not in SIDES:
+            return Conflict(reason=f"merge strategy {choice.strategy!r} chose {decided!r}, not a side or a conflict")
+        return decided
+
+    def _fault(self, choice: Choice, method: str, exc: BaseException) -> str:
+        owner = self.registry.owner("merge_strategies", choice.strategy)
+        return f"merge strategy {choice.strategy!r} ({owner}) failed in {method}: {type(exc).__name__}: {exc}"
+
+    def plan(self, path: str, versions: Versions) -> tuple[dict[str, Side], list[_Plan]]:
+        """Which parameters take a side without the policy, and the policy's plan for the others."""
+        sided: dict[str, Side] = {}
+        plans: list[_Plan] = []
+        for name in versions.names():
+            side = one_sided(versions, name)
+            if side is not None:
+                sided[name] = side
+                continue
+            plans.append(self._plan_one(path, name))
+        return sided, plans
+
+    def _plan_one(self, path: str, name: str) -> _Plan:
+        override = self.override
+        if override is not None and override.choice is not None and override.forced(name):
+            return _Plan(name=name, choice=override.choice, decision=self._decide(override.choice, name), fallback=None)
+        choice = self.policy.choose(path, name)
+        decision = self._decide(choice, name)
+        fallback = override.choice if override is not None and override.params is None else None
+        if isinstance(decision, Conflict) and fallback is not None:
+            return _Plan(name=name, choice=fallback, decision=self._decide(fallback, name), fallback=None)
+        return _Plan(name=name, choice=choice, decision=decision, fallback=fallback)
+
+    # -- merging ----------------------------------------------------------------------------
+
+    def merge(self, path: str, versions: Versions) -> Outcome:
+        sided, plans = self.plan(path, versions)
+        by_name = {p.name: p for p in plans}
+        skeleton_plan = self._skeleton_plan(versions)
+        self._fetch(path, versions, [p for p in plans if p.decision is None], skeleton_plan)
+        skeleton_side, skeleton_conflict = self._merge_skeleton(versions, skeleton_plan)
+        skeleton = getattr(versions, skeleton_side).skeleton if getattr(versions, skeleton_side) else None
+        settings = self.session.clean_settings(path)
+        merged: dict[str, str] = {}
+        conflicts: list[ParameterConflict] = []
+        parameters: dict[str, Parameter] = {}
+        total = sum(_size(versions, p.name) for p in plans if p.decision is None)
+        progress = Progress(f"merging {path}", total, "B")
+        try:
+            for name in versions.names(skeleton_side):
+                if name in sided:
+                    entry = versions.entry(sided[name], name)
+                else:
+                    entry = self._merge_one(path, versions, by_name[name], settings, merged, conflicts, progress)
+                if entry is not None:
+                    parameters[name] = entry
+        finally:
+            progress.close()
+        metadata = Metadata(
+            theta=METADATA_VERSION,
+            format=versions.ours.format,
+            format_plugin=versions.ours.format_plugin,
+            skeleton=skeleton,
+            parameters=parameters,
+        )
+        conflicted = tuple(conflicts)
+        return Outcome(metadata=metadata, merged=merged, conflicts=conflicted, skeleton_conflict=skeleton_conflict)
+
+    def _merge_one(
+        self,
+        path: str,
+        versions: Versions,
+        plan: _Plan,
+        settings: Any,
+        merged: dict[str, str],
+        conflicts: list[ParameterConflict],
+        progress: Progress,
+    ) -> Parameter | None:
+        name, choice, decision = plan.name, plan.choice, plan.decision
+        result: Parameter | Conflict | None
+        if decision is None:
+            progress.advance(_size(versions, name))
+            choice, result = self._merge_tensors(path, versions, plan, settings)
+        elif isinstance(decision, Conflict):
+            result = decision
+        else:
+            taken = versions.entry(decision, name)
+            result = None if taken is None else evolve(taken, merge=_record(choice))
+        if isinstance(result, Conflict):
+            conflicts.append(ParameterConflict(name=name, reason=result.reason, choice=choice))
+            return versions.entry("ours", name)
+        merged[name] = choice.strategy
+        return result
+
+    def _merge_tensors(
+        self, path: str, versions: Versions, plan: _Plan, settings: Any
+    ) -> tuple[Choice, Parameter | Conflict | None]:
+        name = plan.name
+        entries = {side: versions.entry(side, name) for side in SIDES}
+        tensors = {
+            side: None if entry is None else self.session.params.load(entry, path, name)
+            for side, entry in entries.items()
+        }
+        choice = plan.choice
+        result = self._call_merge(choice, name, tensors)
+        if isinstance(result, Conflict) and plan.fallback is not None:
+            choice = plan.fallback
+            decided = self._decide(choice, name)
+            if isinstance(decided, Conflict):
+                result = decided
+            elif decided is not None:
+                taken = entries[decided]
+                return choice, None if taken is None else evolve(taken, merge=_record(choice))
+            else:
+                result = self._call_merge(choice, name, tensors)
+        tensors.clear()  # the three versions go before the result is encoded
+        if not isinstance(result, Tensor):
+            return choice, result
+        known = [e for e in (entries["ours"], entries["theirs"], entries["base"]) if e is not None]
+        entry = self.session.cleaner.encode_parameter(path, name, result, known, settings)
+        return choice, evolve(entry, merge=_record(choice))
+
+    def _call_merge(self, choice: Choice, name: str, tensors: dict[str, Tensor | None]) -> Tensor | Conflict | None:
+        strategy = self._strategy(choice)
+        if strategy is None:
+            return Conflict(reason=f"merge strategy {choice.strategy!r} is not installed")
+        try:
+            result = strategy.merge(name, tensors["base"], tensors["ours"], tensors["theirs"], choice.options)
+        except Exception as exc:
+            return Conflict(reason=self._fault(choice, "merge", exc))
+        if result is not None and not isinstance(result, (Tensor, Conflict)):
+            return Conflict(reason=f"merge strategy {choice.strategy!r} returned {type(result).__name__}, not a tensor")
+        return result
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def _fetch(self, path: str, versions: Versions, plans: Sequence[_Plan], skeletons: bool) -> None:
+        """Fetch, in one batch, every object the tensor merges (and the skeleton comparison) need."""
+        needed: dict[str, tuple[int, str]] = {}
+        for plan in plans:
+            for side in SIDES:
+                entry = versions.entry(side, plan.name)
+                if entry is None:
+                    continue
+                for step in entry.steps:
+                    for record in step.objects.values():
+                        needed.setdefault(record.oid, (record.size, f"parameter {plan.name!r} ({side})"))
+        if skeletons:
+            for side, blob in _skeletons(versions):
+                needed.setdefault(blob.oid, (blob.size, f"the skeleton ({side})"))
+        store = self.session.params.store
+        missing = [(oid, size) for oid, (size, _) in needed.items() if not store.has(oid)]
+        fetch = self.session.smudger.fetch
+        if missing and fetch is not None:
+            fetch(missing, path)
+            missing = [(oid, size) for oid, size in missing if not store.has(oid)]
+        if missing:
+            oid = missing[0][0]
+            raise ObjectMissing(
+                oid,
+                f"{path}: {len(missing)} object(s) the merge needs are missing, e.g. {oid} of {needed[oid][1]};"
+                " they are neither in the local store nor on the remote (were they pushed? is the remote"
+                " reachable?). Nothing was merged.",
+            )
+
+    # -- skeleton ---------------------------------------------------------------------------
+
+    def _skeleton_plan(self, versions: Versions) -> bool:
+        """True when the skeletons must be read to be compared (both sides changed its bytes)."""
+        if self.override is not None and self.override.skeleton is not None:
+            return False
+        base = versions.base.skeleton if versions.base is not None else None
+        ours, theirs = versions.ours.skeleton, versions.theirs.skeleton
+        return not (ours in (theirs, base) or theirs == base)
+
+    def _merge_skeleton(self, versions: Versions, compare: bool) -> tuple[Side, bool]:
+        """The side whose skeleton the result takes, and whether the skeletons conflict."""
+        base = versions.base.skeleton if versions.base is not None else None
+        ours, theirs = versions.ours.skeleton, versions.theirs.skeleton
+        if self.override is not None and self.override.skeleton is not None:
+            return self.override.skeleton, False
+        if not compare:
+            return ("theirs" if ours == base and theirs != base else "ours"), False
+        state = self._state_function(versions.ours.format)
+        read = self.session.params.store.read
+        states = {label: state(read(blob.oid, blob.size)) for label, blob in _skeletons(versions)}
+        so, st, sb = states.get("ours"), states.get("theirs"), states.get("base")
+        if st == sb or so == st:
+            return "ours", False
+        if so == sb:
+            return "theirs", False
+        return "ours", True
+
+    def _state_function(self, format_name: str) -> Callable[[bytes], bytes]:
+        fmt: CheckpointFormat | None = self.registry.formats.get(format_name)
+        state = getattr(fmt, "skeleton_state", None)
+        return state if state is not None else (lambda raw: raw)
+
+
+def _skeletons(versions: Versions) -> Iterator[tuple[str, Blob]]:
+    for side in SIDES:
+        metadata = getattr(versions, side)
+        if metadata is not None and metadata.skeleton is not None:
+            yield side, metadata.skeleton
+
+
+def _record(choice: Choice) -> MergeRecord:
+    return MergeRecord(strategy=choice.strategy, options=choice.recorded_options())
+
+
+def _size(versions: Versions, name: str) -> int:
+    entry = versions.entry("ours", name) or versions.entry("theirs", name)
+    if entry is None:
+        return 0
+    return sum(o.size for step in entry.steps for o in step.objects.values())
