@@ -17,6 +17,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (0, ("theta.errors", "theta.tensors", "theta.sizes", "theta.progress", "theta.specfiles")),
     (1, ("theta.formats", "theta.updates", "theta.merges", "theta.diffs", "theta.bits", "theta.splice")),
     (1, ("theta.metadata",)),
+    (1, ("theta.peft", "theta.sharded")),
     (2, ("theta.hookspecs", "theta.plugins", "theta.catalog")),
     (3, ("theta.store", "theta.checkpoints", "theta.prefetch")),
     (3, ("theta.git",)),

@@ -5,19 +5,21 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import posixpath
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
 from attrs import evolve
 
+from theta import sharded
 from theta.checkpoints import DEFAULT_CHAIN_CAP, DEFAULT_ROOT_UPDATE, Cleaner, CleanSettings, Smudger, choose_format
 from theta.errors import ThetaError
 from theta.formats import ByteStream, open_source
 from theta.git.lfs import fetch_objects
 from theta.git.repo import Repo
 from theta.metadata import Metadata, dumps, loads, looks_like_metadata
-from theta.next_commit import load_side_data, squash_requests
+from theta.next_commit import check_side_data, load_side_data, squash_requests
 from theta.plugins import PluginManager, Registry, default_manager
 from theta.progress import Progress
 from theta.store.objects import ObjectStore
@@ -33,6 +35,7 @@ class Session:
     def __init__(self, repo: Repo | None = None, manager: PluginManager | None = None) -> None:
         self.repo = repo or Repo()
         self._manager = manager
+        self._listings: dict[str, list[str]] = {}
 
     @cached_property
     def manager(self) -> PluginManager:
@@ -78,7 +81,10 @@ class Session:
                     loads(data, path)  # a malformed metadata file is an error, not a checkpoint
                 return data
             fmt = choose_format(self.registry, path, source.head, self.format_override(path))
-            metadata = self.cleaner.clean(source, fmt, self.previous_versions(path), self.clean_settings(path))
+            settings = self.clean_settings(path)
+            known = self.previous_versions(path) + self.sibling_versions(path)
+            metadata = self.cleaner.clean(source, fmt, known, settings)
+            check_side_data(settings.side_data, [*metadata.parameters, *self._model_parameters(path)], path)
             return dumps(metadata)
 
     def smudge(self, path: str, blob: bytes, sink: BinaryIO) -> str | None:
@@ -141,6 +147,39 @@ class Session:
                 except ThetaError:
                     continue
         return versions
+
+    def sibling_versions(self, path: str) -> list[Metadata]:
+        """The index's and HEAD's versions of the other shards of the model `path` is a shard of.
+
+        A tensor that moved to another shard (the model was saved with another shard size) is
+        found there, so it costs nothing new.
+        """
+        directory = posixpath.dirname(path)
+        if directory not in self._listings:
+            spec = f":(top){directory}/" if directory else ":(top)"
+            staged = self.repo.git("ls-files", "-z", "--full-name", "--", spec, check=False).split("\0")
+            committed = self.repo.git("ls-tree", "-z", "--name-only", "--full-tree", "HEAD", "--", spec, check=False)
+            self._listings[directory] = sorted({p for p in staged + committed.split("\0") if p})
+        siblings = [p for p in self._listings[directory] if p != path and sharded.same_model(p, path)]
+        versions = []
+        for sibling in siblings:
+            for spec in (f":{sibling}", f"HEAD:{sibling}"):
+                data = self.repo.read_blob(spec)
+                if data is not None and looks_like_metadata(data[:256]):
+                    try:
+                        versions.append(loads(data, f"{sibling} ({spec})"))
+                    except ThetaError:
+                        continue
+        return versions
+
+    def _model_parameters(self, path: str) -> list[str]:
+        """Every parameter of the sharded model `path` belongs to, from its index in the work tree."""
+        index = sharded.index_path(path)
+        try:
+            data = (self.repo.top_level / index).read_bytes() if index else None
+        except (OSError, ThetaError):
+            return []
+        return list(sharded.parse_index(data, index).weight_map) if data and index else []
 
     def _record_path(self, path: str) -> Path:
         return self.repo.theta_dir / "checked-out" / hashlib.sha256(path.encode()).hexdigest()

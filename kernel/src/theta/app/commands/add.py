@@ -16,8 +16,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         settings += ["-c", f"theta.updateType={args.update_type}"]
     if args.update_data:
         data = Path(args.update_data).resolve()
-        if not data.is_file():
-            raise ThetaError(f"update data file {args.update_data} does not exist")
+        if not data.exists():
+            raise ThetaError(f"update data {args.update_data} does not exist")
         settings += ["-c", f"theta.updateData={data}"]
     proc = subprocess.run(["git", *settings, "add", "--", *args.paths])
     return proc.returncode
@@ -44,7 +44,9 @@ def register(add) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("paths", nargs="+")
     p.add_argument("--update-type", help="store changed parameters with this update type (e.g. sparse, low-rank, ia3)")
     p.add_argument(
-        "--update-data", help="a checkpoint of update data: '<parameter>.<array>' keys (LoRA factors, IA3 scales)"
+        "--update-data",
+        help="update data: a PEFT LoRA adapter (its directory or adapter_model.safetensors), or a checkpoint"
+        " with '<parameter>.<array>' keys (LoRA factors, IA3 scales)",
     )
     p = add(
         "squash",
