@@ -7,12 +7,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import external_data_helper, numpy_helper
-from onnx_models import TRANSFORMER_INPUT, if_model, transformer_bytes
 
 from theta.errors import FormatError
 from theta.tensors import Tensor
 from theta.testing import read_checkpoint, write_checkpoint
 from theta_format_onnx.format import OnnxFormat
+
+from .onnx_models import TRANSFORMER_INPUT, if_model, transformer_bytes
 
 FMT = OnnxFormat()
 

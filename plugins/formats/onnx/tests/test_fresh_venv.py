@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from onnx_models import cnn_bytes, if_model
 
 from theta.testing import fresh_environment, setup_git_home
+
+from .onnx_models import cnn_bytes, if_model
 
 PLUGIN = Path(__file__).resolve().parents[1]
 

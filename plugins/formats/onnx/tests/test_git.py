@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx_models import cnn_bytes, transformer_bytes
 
 from theta.tensors import Tensor
 from theta.testing import GitRepo, read_checkpoint, write_checkpoint
 from theta_format_onnx.format import OnnxFormat
+
+from .onnx_models import cnn_bytes, transformer_bytes
 
 FMT = OnnxFormat()
 

@@ -11,7 +11,14 @@ import pytest
 import torch
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
-from onnx_models import (
+from safetensors.numpy import save as save_safetensors
+
+from theta.errors import FormatError
+from theta.tensors import Tensor
+from theta.testing import FormatContract, read_checkpoint, write_checkpoint
+from theta_format_onnx.format import OnnxFormat
+
+from .onnx_models import (
     CNN_INPUT,
     TRANSFORMER_INPUT,
     cnn_bytes,
@@ -21,12 +28,6 @@ from onnx_models import (
     if_model,
     transformer_bytes,
 )
-from safetensors.numpy import save as save_safetensors
-
-from theta.errors import FormatError
-from theta.tensors import Tensor
-from theta.testing import FormatContract, read_checkpoint, write_checkpoint
-from theta_format_onnx.format import OnnxFormat
 
 FMT = OnnxFormat()
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save as save_safetensors
-from torch_samples import saved, transformer_state
 
 from theta.errors import FormatError
 from theta.formats import SNIFF_BYTES
 from theta.testing import read_checkpoint
 from theta_format_torch import TorchFormat
+
+from .torch_samples import saved, transformer_state
 
 
 class RunsCommand:

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save as save_safetensors
-from torch_samples import SAMPLES, assert_same, saved, transformer_state
 
 from theta.splice import Skeleton
 from theta.tensors import Tensor
 from theta.testing import FormatContract, read_checkpoint, write_checkpoint
 from theta_format_torch import TorchFormat
+
+from .torch_samples import SAMPLES, assert_same, saved, transformer_state
 
 
 class TestTorchContract(FormatContract):

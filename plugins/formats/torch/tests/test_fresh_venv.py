@@ -6,9 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from torch_samples import saved, transformer_state
 
 from theta.testing import GitRepo, fresh_environment, setup_git_home
+
+from .torch_samples import saved, transformer_state
 
 PLUGIN = Path(__file__).resolve().parents[1]
 TORCH_PIN = "torch==2.13.0"  # a CPU build from local disk; never install torch unpinned here

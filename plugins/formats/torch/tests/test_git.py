@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch_samples import nested_training_state, saved
 
 from theta.metadata import loads
 from theta.testing import GitRepo
+
+from .torch_samples import nested_training_state, saved
 
 
 def test_checkout_gives_back_the_committed_file(repo: GitRepo) -> None:

@@ -7,12 +7,13 @@ import io
 import numpy as np
 import pytest
 import torch
-from torch_samples import nested_training_state, parameters, saved, shared_storage, transformer_state
 
 from theta.errors import FormatError
 from theta.tensors import Tensor
 from theta.testing import read_checkpoint, write_checkpoint
 from theta_format_torch import TorchFormat
+
+from .torch_samples import nested_training_state, parameters, saved, shared_storage, transformer_state
 
 
 def layouts(tensors: dict[str, Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:

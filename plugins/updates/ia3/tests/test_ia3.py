@@ -1,17 +1,31 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import updatekit as kit
 
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
+from theta.testing import Change, UpdateTypeContract
+from theta.testing import updates as kit
 from theta.updates import Update
 from theta_update_ia3 import IA3Update
 
 IA3 = IA3Update()
+
+
+class TestIA3Contract(UpdateTypeContract):
+    update_type_name = "ia3"
+
+    def friendly_changes(self) -> Iterator[Change]:
+        for dtype in kit.DTYPES:
+            w = kit.feed_forward(dtype)
+            yield kit.change(f"{dtype} columns scaled", kit.ia3_scaled(w, kit.ia3_scale(64), "columns"), w)
+            scale = kit.ia3_scale(256).to(dtype)
+            new = kit.ia3_scaled(w, scale, "rows")
+            yield kit.change(f"{dtype} rows scaled by a side-loaded vector", new, w, {"ia3": kit.as_theta(scale)})
 
 
 @pytest.mark.parametrize("axis", ["rows", "columns"])

@@ -1,17 +1,32 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import updatekit as kit
 
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
+from theta.testing import Change, UpdateTypeContract
+from theta.testing import updates as kit
 from theta.updates import Update
 from theta_update_low_rank import LowRankUpdate
 
 LOW_RANK = LowRankUpdate()
+
+
+class TestLowRankContract(UpdateTypeContract):
+    update_type_name = "low-rank"
+
+    def friendly_changes(self) -> Iterator[Change]:
+        for dtype in kit.DTYPES:
+            w = kit.feed_forward(dtype)
+            yield kit.change(f"a rank-8 LoRA merged into a {dtype} weight", kit.merged(w, *kit.lora_factors(w)), w)
+            b, a = kit.lora_factors(w, rank=4)
+            side = {"lora_a": kit.as_theta(a.to(dtype)), "lora_b": kit.as_theta(b.to(dtype))}
+            new = kit.merged(w, b.to(dtype).float(), a.to(dtype).float())
+            yield kit.change(f"side-loaded {dtype} LoRA factors", new, w, side)
 
 
 @pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)

@@ -1,17 +1,30 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import updatekit as kit
 
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
+from theta.testing import Change, UpdateTypeContract
+from theta.testing import updates as kit
 from theta.updates import Update
 from theta_update_sparse import SparseUpdate, indices
 
 SPARSE = SparseUpdate()
+
+
+class TestSparseContract(UpdateTypeContract):
+    update_type_name = "sparse"
+
+    def friendly_changes(self) -> Iterator[Change]:
+        for dtype in kit.DTYPES:
+            w = kit.feed_forward(dtype)
+            yield kit.change(f"2% of a {dtype} weight changed", kit.scattered(w), w)
+        steps = torch.arange(1000, dtype=torch.int64)
+        yield kit.change("a few int64 values negated", torch.where(steps % 97 == 0, -steps, steps), steps)
 
 
 @pytest.mark.parametrize("dtype", kit.DTYPES, ids=str)

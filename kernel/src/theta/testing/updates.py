@@ -1,32 +1,47 @@
-"""Helpers that the sparse, low-rank and ia3 update tests share (on the workspace pytest path).
+"""Helpers for update-type tests that use real framework tensors: a small PyTorch transformer
+layer in float32, float16 and bfloat16, the changes each update type is made for (a merged
+LoRA, an IA3 scaling, a scattered edit), the stored size as the kernel counts it, and an
+exactness check.
 
-It gives real framework tensors (a small PyTorch transformer layer in float32, float16 and bfloat16),
-the changes each update type is made for, the stored size as the kernel counts it (update
-arrays zstd-compressed when that saves enough, dense tensors raw) and an exactness check.
+PyTorch is imported inside the functions that need it (and for `DTYPES`): a plugin whose
+tests use these declares torch in its `[test]` extra; the kernel does not depend on it.
+`committed_update_types` also needs `safetensors` and the `theta-format-safetensors` plugin.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors.torch import save as save_torch
 
-from theta.formats import TensorInfo
 from theta.plugins import default_manager
 from theta.store import codecs
 from theta.tensors import Tensor
-from theta.testing import GitRepo, setup_git_home
+from theta.testing.contracts import encode_exactly
+from theta.testing.repos import GitRepo, setup_git_home
+from theta.testing.samples import Change
 from theta.updates import Update, UpdateType
 
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+if TYPE_CHECKING:
+    import torch
 
 
-def transformer(dtype: torch.dtype, sgd_steps: int = 0) -> dict[str, torch.Tensor]:
-    """A transformer encoder layer's weights at init, or after a few SGD steps (every value moves)."""
+def __getattr__(name: str) -> Any:
+    if name == "DTYPES":  # torch's float dtypes, imported when first asked for
+        import torch
+
+        return (torch.float32, torch.float16, torch.bfloat16)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _trained(dtype: torch.dtype, sgd_steps: int) -> tuple[tuple[str, torch.Tensor], ...]:
+    import torch
+
     torch.manual_seed(0)
     layer = torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=256, batch_first=True)
     optimizer = torch.optim.SGD(layer.parameters(), lr=0.05)
@@ -35,7 +50,14 @@ def transformer(dtype: torch.dtype, sgd_steps: int = 0) -> dict[str, torch.Tenso
         optimizer.zero_grad()
         (layer(x) - x).pow(2).mean().backward()
         optimizer.step()
-    return {k: v.detach().to(dtype).contiguous() for k, v in layer.state_dict().items()}
+    return tuple((k, v.detach().to(dtype).contiguous()) for k, v in layer.state_dict().items())
+
+
+def transformer(dtype: torch.dtype, sgd_steps: int = 0) -> dict[str, torch.Tensor]:
+    """A transformer encoder layer's weights at init, or after a few SGD steps (every value moves).
+
+    Built once per dtype and step count; each call returns copies."""
+    return {k: v.clone() for k, v in _trained(dtype, sgd_steps)}
 
 
 def feed_forward(dtype: torch.dtype) -> torch.Tensor:
@@ -45,6 +67,8 @@ def feed_forward(dtype: torch.dtype) -> torch.Tensor:
 
 def as_theta(t: torch.Tensor) -> Tensor:
     """The tensor as the kernel sees it; bfloat16 through its raw bits."""
+    import torch
+
     if t.dtype == torch.bfloat16:
         return Tensor.from_numpy(t.contiguous().view(torch.int16).numpy().view(np.uint16), dtype_name="bfloat16")
     return Tensor.from_numpy(t.contiguous().numpy())
@@ -52,6 +76,8 @@ def as_theta(t: torch.Tensor) -> Tensor:
 
 def scattered(w: torch.Tensor, share: float = 0.02, seed: int = 1) -> torch.Tensor:
     """`share` of the elements, at random places, moved by about 5% of their value."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     mask = torch.rand(w.shape, generator=g) < share
     moved = w.float() * (1 + 0.05 * torch.randn(w.shape, generator=g))
@@ -60,6 +86,8 @@ def scattered(w: torch.Tensor, share: float = 0.02, seed: int = 1) -> torch.Tens
 
 def lora_factors(w: torch.Tensor, rank: int = 8, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """B (out x rank) and A (rank x in), float32, whose product is about as large as w's elements."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     scale = float(w.float().std()) / rank**0.5
     b = torch.randn(w.shape[0], rank, generator=g) * scale**0.5
@@ -73,6 +101,8 @@ def merged(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 
 
 def ia3_scale(length: int, seed: int = 3) -> torch.Tensor:
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     return 1 + 0.2 * torch.randn(length, generator=g)
 
@@ -85,8 +115,15 @@ def ia3_scaled(w: torch.Tensor, scale: torch.Tensor, axis: str) -> torch.Tensor:
 
 def perturbed(w: torch.Tensor, seed: int = 4) -> torch.Tensor:
     """Every element moved by noise as large as the weights: nothing to predict."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     return (w.float() + torch.randn(w.shape, generator=g) * w.float().std()).to(w.dtype)
+
+
+def change(label: str, new: torch.Tensor, base: torch.Tensor, side_data: Mapping[str, Tensor] | None = None) -> Change:
+    """A `Change` for `UpdateTypeContract.friendly_changes` from torch tensors."""
+    return Change(label=label, tensor=as_theta(new), base=as_theta(base), side_data=side_data)
 
 
 def stored_size(arrays: Mapping[str, Tensor]) -> int:
@@ -104,14 +141,9 @@ def exact(
     kind: UpdateType, tensor: Tensor, base: Tensor | None, side: Mapping[str, Tensor] | None = None
 ) -> Update | None:
     """Encode; when the type applies, check that decoding gives the same bits and encoding again the same update."""
-    update = kind.encode(tensor, base, side)
-    if update is not None:
-        decoded = kind.decode(update, base, TensorInfo(dtype=tensor.dtype, shape=tensor.shape))
-        assert decoded.same_layout(tensor) and decoded.sha256() == tensor.sha256()
-        again = kind.encode(tensor, base, side)
-        assert again is not None and again.params == update.params
-        assert {k: a.sha256() for k, a in again.arrays.items()} == {k: a.sha256() for k, a in update.arrays.items()}
-    return update
+    return encode_exactly(
+        kind, Change(label=f"{tensor.dtype} {list(tensor.shape)}", tensor=tensor, base=base, side_data=side)
+    )
 
 
 def sizes(tensor: torch.Tensor, base: torch.Tensor) -> dict[str, int | None]:
@@ -173,6 +205,8 @@ def committed_update_types(tmp_path: Path, dtype: torch.dtype) -> dict[str, str]
     Checks that git gives back both versions exactly and returns, for each parameter that
     changed, the update type that the stored version uses.
     """
+    from safetensors.torch import save as save_torch
+
     repo = GitRepo(tmp_path / "work", setup_git_home(tmp_path / "home"))
     repo.path.mkdir()
     repo.git("init", "-q", "-b", "main")
