@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -163,13 +164,11 @@ class ObjectStore:
                 return name.stat().st_size
         return 0
 
-    def oids(self) -> set[str]:
-        """Every object under either name."""
-        found: set[str] = set()
-        for root in (self.objects_dir, self.keep_dir):
-            if root is not None and root.is_dir():
-                found.update(p.name for p in root.glob("??/??/*") if len(p.name) == 64 and p.is_file())
-        return found
+    def theta_oids(self) -> set[str]:
+        """Theta's objects: those with a second name under `<keep>`."""
+        if self.keep_dir is None or not self.keep_dir.is_dir():
+            return set()
+        return {p.name for p in self.keep_dir.glob("??/??/*") if len(p.name) == 64 and p.is_file()}
 
     # -- leftovers of killed processes -------------------------------------------------------
 
@@ -192,9 +191,13 @@ class ObjectStore:
             if not directory.is_dir():
                 continue
             for path in directory.glob(f"{TEMP_PREFIX}*"):
-                if path.is_file() and _stray(path):
+                if not _stray(path):
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
                     path.unlink(missing_ok=True)
-                    removed.append(path)
+                removed.append(path)
         return removed
 
 
