@@ -130,7 +130,7 @@ class Source:
         if self._spooled is None:
             if self._offset:
                 raise RuntimeError("spool() must be called before reading")
-            fd, name = tempfile.mkstemp(prefix="theta-spool-", dir=self._spool_dir)
+            fd, name = tempfile.mkstemp(prefix=f"theta-spool-{os.getpid()}-", dir=self._spool_dir)
             with os.fdopen(fd, "wb") as out:
                 buffer = memoryview(bytearray(1 << 22))
                 while got := self.readinto(buffer):
