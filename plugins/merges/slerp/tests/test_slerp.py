@@ -22,7 +22,7 @@ class TestWholeTensorSlerpContract(TestSlerpContract):
 
 
 def slerp_vectors(t: float, v0: np.ndarray, v1: np.ndarray) -> np.ndarray:
-    """Spherical interpolation of two float32 vectors, as the definition says (mergekit's slerp)."""
+    """Spherical interpolation of two float32 vectors, as the definition says."""
     n0, n1 = np.linalg.norm(v0), np.linalg.norm(v1)
     u0 = v0 / n0 if n0 > 1e-8 else v0
     u1 = v1 / n1 if n1 > 1e-8 else v1

@@ -1,12 +1,12 @@
 """`slerp`: spherical interpolation from ours (t = 0) to theirs (t = 1), row by row.
 
 Each slice along the first axis (a row), flattened, is one vector; `rows = false` takes the
-whole tensor as one vector instead, which is exactly mergekit's `slerp`. For each pair of
-vectors v0 (ours) and v1 (theirs), cos = the dot product of v0/|v0| and v1/|v1| (a vector of
-norm at most 1e-8 is not normalised), clamped to [-1, 1]; when |cos| > 0.9995 the vectors
-are interpolated linearly, `(1 - t)·v0 + t·v1`, else with θ = arccos(cos):
-`sin((1 - t)·θ)/sin θ · v0 + sin(t·θ)/sin θ · v1`. A 1-D tensor's rows are single elements,
-so it is interpolated linearly. The merge base is not used.
+whole tensor, flattened, as one vector instead, which is what mergekit 0.1.5's `slerp` merge
+method does. For each pair of vectors v0 (ours) and v1 (theirs), cos = the dot product of
+v0/|v0| and v1/|v1| (a vector of norm at most 1e-8 is not normalised), clamped to [-1, 1];
+when |cos| > 0.9995 the vectors are interpolated linearly, `(1 - t)·v0 + t·v1`, else with
+θ = arccos(cos): `sin((1 - t)·θ)/sin θ · v0 + sin(t·θ)/sin θ · v1`. A 1-D tensor's rows are
+single elements, so it is interpolated linearly. The merge base is not used.
 
 The three sums per row (|v0|², |v1|², v0·v1) are accumulated in float64 over spans of the
 tensor, so a row of any length is streamed; the interpolation itself is computed in float32
