@@ -16,7 +16,7 @@ from theta import sharded
 from theta.checkpoints import DEFAULT_CHAIN_CAP, DEFAULT_ROOT_UPDATE, Cleaner, CleanSettings, Smudger, choose_format
 from theta.errors import ThetaError
 from theta.formats import ByteStream, open_source
-from theta.git.lfs import fetch_objects
+from theta.git.lfs import POINTER_TEMPLATE, fetch_objects
 from theta.git.repo import Repo
 from theta.metadata import Metadata, dumps, loads, looks_like_metadata
 from theta.next_commit import check_side_data, load_side_data, squash_requests
@@ -27,6 +27,7 @@ from theta.store.parameters import ParameterStore
 from theta.tensors import dtype
 
 CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
+LFS_POINTER_START = POINTER_TEMPLATE.split("\n", 1)[0].encode() + b"\n"
 
 
 class Session:
@@ -75,9 +76,9 @@ class Session:
             Progress(f"adding {path}", self._work_tree_size(path), "B") as progress,
             open_source(path, progress.reader(stream), spool_dir=self.spool_dir) as source,
         ):
-            if not source.head or looks_like_metadata(source.head):
+            if not source.head or looks_like_metadata(source.head) or _is_lfs_pointer(source.head):
                 data = source.read_rest()
-                if data:
+                if data and not _is_lfs_pointer(data):
                     loads(data, path)  # a malformed metadata file is an error, not a checkpoint
                 return data
             fmt = choose_format(self.registry, path, source.head, self.format_override(path))
@@ -200,6 +201,11 @@ class Session:
 
     def close(self) -> None:
         self.repo.close()
+
+
+def _is_lfs_pointer(head: bytes) -> bool:
+    """A Git LFS pointer left in the working tree (a lazy clone, a file Git LFS committed): git keeps it as it is."""
+    return len(head) < 1024 and head.startswith(LFS_POINTER_START)
 
 
 def _tensor_bytes(metadata: Metadata) -> int:

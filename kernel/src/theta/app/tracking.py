@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from theta.errors import ThetaError
 from theta.git.lfs import fetch_objects
@@ -35,6 +36,77 @@ def track(repo: Repo, pattern: str, fmt: str | None) -> bool:
 
 
 def tracked_files(repo: Repo) -> list[str]:
+LFS_POINTER_START = b"version https://git-lfs.github.com/spec/v1"
+
+
+def attribute_lines(repo: Repo) -> list[str]:
+    path = repo.top_level / ".gitattributes"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def lfs_lines(repo: Repo, pattern: str) -> list[str]:
+    """The top-level .gitattributes lines that give `pattern` to Git LFS."""
+    head = attributes_line(pattern, None).split(" ", 1)[0]
+    return [line for line in attribute_lines(repo) if line.split(" ", 1)[0] == head and "filter=lfs" in line.split()]
+
+
+def matching(repo: Repo, pattern: str) -> list[str]:
+    """The files in the index that a .gitattributes `pattern` of the top directory matches."""
+    bare = pattern.lstrip("/")
+    spec = f":(top,glob){bare}" if "/" in pattern.rstrip("/") else f":(top,glob)**/{bare}"
+    return [p for p in repo.git("ls-files", "-z", "--full-name", "--", spec, check=False).split("\0") if p]
+
+
+def lfs_pointer_files(repo: Repo, pattern: str | None = None) -> list[str]:
+    """Files Theta tracks (those `pattern` matches) whose staged content is still a Git LFS pointer."""
+    found = []
+    for path in repo.tracked_paths(matching(repo, pattern)) if pattern else tracked_files(repo):
+        blob = repo.read_blob(f":{path}")
+        if blob is not None and blob.startswith(LFS_POINTER_START):
+            found.append(path)
+    return found
+
+
+def lfs_warnings(repo: Repo, pattern: str) -> list[str]:
+    """What to tell a user whose pattern Git LFS tracks too."""
+    lines = lfs_lines(repo, pattern)
+    pointers = lfs_pointer_files(repo, pattern)
+    if not lines and not pointers:
+        return []
+    quoted = "'" + pattern.replace("'", "'\\''") + "'"
+    said = []
+    if lines:
+        said.append(
+            f"{pattern!r} is also tracked by Git LFS (.gitattributes: `{lines[0]}`); Theta's line comes last, so"
+            " Theta takes the files added from now on"
+        )
+    if pointers:
+        shown = ", ".join(pointers[:3]) + (f" and {len(pointers) - 3} more" if len(pointers) > 3 else "")
+        said.append(f"{len(pointers)} file(s) are still committed as Git LFS pointers ({shown})")
+    said.append(
+        f"run `git theta migrate {quoted}` to convert them and drop the Git LFS line (history is not rewritten)"
+    )
+    return ["; ".join(said)]
+
+
+def huggingface_patterns(repo: Repo, directory: Path) -> list[str]:
+    """The patterns that track a model directory as `save_pretrained` writes it: its weights, sharded or not.
+
+    Config, tokenizer and index files are small text that git keeps as it is.
+    """
+    if not directory.is_dir():
+        raise ThetaError(f"{directory} is not a directory (give the folder `save_pretrained` wrote)")
+    try:
+        relative = directory.resolve().relative_to(repo.top_level.resolve()).as_posix()
+    except ValueError:
+        raise ThetaError(f"{directory} is outside the repository at {repo.top_level}") from None
+    prefix = "" if relative == "." else f"{relative}/"
+    patterns = [f"{prefix}*.safetensors"]
+    if any(directory.glob("pytorch_model*.bin")):
+        patterns.append(f"{prefix}pytorch_model*.bin")
+    return patterns
+
+
     paths = [p for p in repo.git("ls-files", "-z").split("\0") if p]
     return repo.tracked_paths(paths)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from theta.errors import ThetaError
 from theta.git.repo import Repo
 
 
@@ -18,11 +20,21 @@ def cmd_track(args: argparse.Namespace) -> int:
         from theta.plugins import default_manager
 
         default_manager().registry.format(args.format)
-    changed = track(repo, args.pattern, args.format)
+    from theta.app.tracking import huggingface_patterns, lfs_warnings
+
+    if (args.pattern is None) == (args.huggingface is None):
+        raise ThetaError("give a PATTERN or --huggingface DIR")
+    patterns = [args.pattern] if args.pattern else huggingface_patterns(repo, Path(args.huggingface))
+    for pattern in patterns:
+        changed = track(repo, pattern, args.format)
+        print(f"theta: {'tracking' if changed else 'already tracking'} {pattern!r}")
+        for warning in lfs_warnings(repo, pattern):
+            print(f"theta: warning: {warning}", file=sys.stderr)
+    if args.huggingface:
+        print("theta: config, tokenizer and index files stay ordinary git files; `git add` the directory now")
     ensure_repo_hooks(repo)
     if repo.config("filter.theta.process") is None:
         print("theta: warning: the theta filter is not configured; run `git theta install`", file=sys.stderr)
-    print(f"theta: {'tracking' if changed else 'already tracking'} {args.pattern!r}")
     return 0
 
 
@@ -49,9 +61,18 @@ def register(add) -> None:  # type: ignore[no-untyped-def]
         "track",
         cmd_track,
         "track files matching PATTERN with Theta (writes .gitattributes)",
-        examples=["git theta track '*.safetensors'", "git theta track 'exports/*.bin' --format pytorch"],
+        examples=[
+            "git theta track '*.safetensors'",
+            "git theta track 'exports/*.bin' --format pytorch",
+            "git theta track --huggingface models/my-model   # a save_pretrained directory, sharded or not",
+        ],
     )
-    p.add_argument("pattern")
+    p.add_argument("pattern", nargs="?")
+    p.add_argument(
+        "--huggingface",
+        metavar="DIR",
+        help="track the weights of a directory written by save_pretrained (shards and all), not its text files",
+    )
     p.add_argument("--format", help="the checkpoint format, instead of detecting it from each file")
     p = add(
         "ls-files",
