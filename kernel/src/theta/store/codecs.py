@@ -9,6 +9,19 @@ from theta.errors import ThetaError
 # is the tensor's own sha256 and adding a checkpoint costs no compression time.
 MIN_SAVING = 0.10
 ZSTD_LEVEL = 1  # level 3 compresses weights and residuals no better and is 1.5-2x slower
+# zstd cannot expand its input more than this (an RLE block is 4 bytes for 128 KiB): a claim
+# beyond it cannot be true, and is refused before anything is allocated for it.
+MAX_RATIO = 1 << 15
+RATIO_SLACK = 1 << 17
+
+
+def check_claim(codec: str, stored: int, claimed: int) -> None:
+    """Refuse an object of `stored` bytes that claims to decompress to more than zstd can produce."""
+    if claimed > stored * MAX_RATIO + RATIO_SLACK:
+        raise ThetaError(
+            f"a {codec} object of {stored} bytes claims to hold {claimed} bytes, more than {codec} can"
+            " produce from it; the metadata file is damaged or hostile"
+        )
 
 
 def encode(data: bytes | memoryview) -> tuple[str, bytes | memoryview]:
@@ -27,9 +40,16 @@ def decode(codec: str, data: bytes, expected_size: int) -> bytes:
     if codec == "raw":
         return data
     if codec == "zstd":
+        check_claim(codec, len(data), expected_size)
         import zstandard
 
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=expected_size)
+        try:
+            declared = zstandard.frame_content_size(data)
+            if declared not in (-1, expected_size):
+                raise ThetaError(f"a zstd object holds {declared} bytes, its metadata says {expected_size}")
+            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=expected_size)
+        except zstandard.ZstdError as exc:
+            raise ThetaError(f"a zstd object is damaged: {exc}") from None
         if len(out) != expected_size:
             raise ThetaError(f"a zstd object decompressed to {len(out)} bytes, expected {expected_size}")
         return out
