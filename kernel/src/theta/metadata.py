@@ -46,6 +46,25 @@ def _non_negative(_: Any, attribute: Any, value: int) -> None:
         raise ValueError(f"{attribute.name} must not be negative, got {value}")
 
 
+# Bounds on what a metadata file may claim or contain (a remote can send any file).
+MAX_NDIM = 64
+MAX_ELEMENTS = 1 << 48
+MAX_DEPTH = 32
+MAX_METADATA_BYTES = 1 << 30
+
+
+def _shape(_: Any, attribute: Any, value: tuple[int, ...]) -> None:
+    if len(value) > MAX_NDIM:
+        raise ValueError(f"{attribute.name} has {len(value)} dimensions, more than {MAX_NDIM}")
+    numel = 1
+    for d in value:
+        if d < 0:
+            raise ValueError(f"{attribute.name} {list(value)} has a negative dimension")
+        numel *= d
+    if numel > MAX_ELEMENTS:
+        raise ValueError(f"{attribute.name} {list(value)} claims {numel} elements, more than {MAX_ELEMENTS}")
+
+
 @frozen(kw_only=True)
 class Blob:
     """An object holding opaque bytes (a checkpoint's skeleton)."""
@@ -61,7 +80,7 @@ class ArrayObject:
     oid: str = field(validator=_oid)
     size: int = field(validator=_non_negative)
     dtype: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...] = field(validator=_shape)
     codec: str = field(default="raw", validator=_one_of(*CODECS))
 
 
@@ -86,7 +105,7 @@ class MergeRecord:
 @frozen(kw_only=True)
 class Parameter:
     dtype: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...] = field(validator=_shape)
     hash: str = field(validator=_hash)
     steps: tuple[Step, ...]
     merge: MergeRecord | None = None
@@ -144,13 +163,30 @@ def loads_if_metadata(data: bytes | None, filename: str) -> Metadata | None:
     return loads(data, filename)
 
 
-def loads(data: bytes, filename: str) -> Metadata:
+def parse_json(data: bytes, filename: str, what: str = "a JSON file") -> Any:
+    """A JSON document that may come from anyone: too large, too deeply nested or malformed is a `SpecError`."""
+    if len(data) > MAX_METADATA_BYTES:
+        raise SpecError(f"{filename}: not {what}: {len(data)} bytes, more than {MAX_METADATA_BYTES}")
     try:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SpecError(f"{filename}: not a Theta metadata file: {exc}") from None
+        raise SpecError(f"{filename}: not {what}: {exc}") from None
     except RecursionError:
-        raise SpecError(f"{filename}: not a Theta metadata file: its JSON is nested too deeply") from None
+        raise SpecError(f"{filename}: not {what}: it is nested more than {MAX_DEPTH} levels deep") from None
+    todo = [(raw, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{filename}: not {what}: it is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            todo.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            todo.extend((v, depth + 1) for v in value)
+    return raw
+
+
+def loads(data: bytes, filename: str) -> Metadata:
+    raw = parse_json(data, filename, "a Theta metadata file")
     if not isinstance(raw, dict):
         raise SpecError(f"{filename}: not a Theta metadata file: expected a JSON object")
     version = raw.get("theta")
