@@ -44,9 +44,12 @@ regions, plus an index), `theta.sizes`, and `theta.testing` (fixtures and contra
 
 __all__ = ["SDK", "__version__", "hookimpl", *SDK]
 
+API: dict[str, str] = {"load": "theta.api", "info": "theta.api", "diff": "theta.api"}
+"""The Python API for notebooks and training scripts (docs/diffing.md), loaded on first use too."""
+
 
 def __getattr__(name: str) -> Any:
-    module = SDK.get(name)
+    module = SDK.get(name) or API.get(name)
     if module is None:
         raise AttributeError(f"module 'theta' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import BinaryIO
 
+from theta.app import smudge_policy
 from theta.app.hooks import ensure_repo_hooks
 from theta.errors import ThetaError
 from theta.git.pktline import ContentStream, ContentWriter, PacketReader, PacketWriter, ProtocolError
@@ -52,13 +53,14 @@ class Response:
 
 
 class FilterProcess:
-    def __init__(self, stdin: BinaryIO, stdout: BinaryIO, session: Session) -> None:
+    def __init__(self, stdin: BinaryIO, stdout: BinaryIO, session: Session, skip_smudge: bool = False) -> None:
         self.reader = PacketReader(stdin)
         self.writer = PacketWriter(stdout)
         self.session = session
         self.failures: list[str] = []
         self.trace = os.environ.get("THETA_TRACE", "") not in ("", "0")
         self._hooks_checked = False
+        self.leave_metadata = smudge_policy.reason(skip_smudge)
 
     def serve(self) -> int:
         self._handshake()
@@ -123,6 +125,12 @@ class FilterProcess:
         data = content.readall()
         self._check_hooks()
         response = Response(self.writer)
+        if self.leave_metadata is not None:  # a lazy checkout, or git only shows a diff
+            response.write(data)
+            response.succeed()
+            if self.trace:
+                print(f"theta: trace: smudge {path} left as metadata: {self.leave_metadata}", file=sys.stderr)
+            return
         try:
             problem = self.session.smudge(path, data, response)  # type: ignore[arg-type]
         except Exception as exc:
@@ -143,14 +151,14 @@ class FilterProcess:
             print(f"theta: trace: filter-process peak RSS {peak} MiB", file=sys.stderr)
 
 
-def main() -> int:
+def main(skip_smudge: bool = False) -> int:
     protocol_out = os.fdopen(os.dup(1), "wb", buffering=1 << 16)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     protocol_in = os.fdopen(os.dup(0), "rb", buffering=1 << 20)
     session = Session()
     try:
-        return FilterProcess(protocol_in, protocol_out, session).serve()
+        return FilterProcess(protocol_in, protocol_out, session, skip_smudge).serve()
     except (ProtocolError, BrokenPipeError) as exc:
         print(f"theta: filter-process: {exc}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ def test_changed_parameter_shows_old_layout_then_new_with_figures() -> None:
 
 
 def test_columns_line_up() -> None:
-    lines = [line for line in lines_of(sample_diffs()[0]) if line[:1] in "+-" and line[2] != '"']
+    lines = [line for line in lines_of(sample_diffs()[0]) if line.startswith(("+", "-")) and line[2] != '"']
     starts = {re.search(r"\s(b?float)", line).start(1) for line in lines}  # type: ignore[union-attr]
     assert len(starts) == 1
 
