@@ -4,23 +4,36 @@ This is the straight path a tensor follows from `git add` to its object: the for
 reads the checkpoint, each tensor is hashed, an unchanged tensor reuses its previous entry,
 a changed one is encoded by the update type that stores it smallest (exactly), and the
 arrays land in the object store. Nothing here speaks git's protocol.
+
+Work on tensors runs on worker threads (`theta.prefetch`) while the format reads the next
+one; the metadata is the same as a serial clean's.
+
+A chain must pay for itself: an update is kept only when it stores at most PAYS of what the
+tensor costs stored whole (compressed), and while the chain's objects together stay within
+CHAIN_FACTOR of that, so a checkout or a clone never fetches much more than the tensor. A
+large tensor is screened first: each candidate update type encodes a sample of its rows, and
+one whose estimate is far over what it may store is not run on the whole tensor.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO
 
+import numpy as np
 from attrs import field, frozen
 
 from theta.errors import FormatError, ObjectCorrupt, ObjectMissing, ThetaError
 from theta.formats import CheckpointFormat, Layout, Source, TensorInfo
-from theta.metadata import HASH_PREFIX, METADATA_VERSION, Blob, Metadata, Parameter, Step
+from theta.metadata import HASH_PREFIX, METADATA_VERSION, ArrayObject, Blob, Metadata, Parameter, Step
 from theta.plugins import Registry
-from theta.prefetch import PrefetchingLoader
+from theta.prefetch import WORKERS, OrderedPool, PrefetchingLoader
+from theta.store import codecs
 from theta.store.parameters import PackedUpdate, ParameterStore
-from theta.tensors import Tensor
+from theta.tensors import Tensor, dtype
 from theta.updates import UpdateType
 
 DEFAULT_CHAIN_CAP = 8
@@ -30,6 +43,17 @@ DEFAULT_ROOT_UPDATE = "dense"
 # Once an exact encoding stores at most this share of the tensor, the costlier update types
 # are not tried: they could save at most this share of it.
 SMALL_ENOUGH = 1 / 32
+# An update is kept only when it stores at most this share of the tensor stored whole...
+PAYS = 0.5
+# ... and while all the objects of its chain stay within this multiple of that.
+CHAIN_FACTOR = 1.2
+# Tensors of at least this many bytes (and at least 2-D) are screened on a sample of rows:
+# TRIAL_SHARE of them, at least TRIAL_ROWS. A candidate whose estimate exceeds what it may
+# store by TRIAL_SLACK is not run on the whole tensor.
+TRIAL_BYTES = 1 << 22
+TRIAL_SHARE = 1 / 16
+TRIAL_ROWS = 64
+TRIAL_SLACK = 1.5
 
 Fetcher = Callable[[Sequence[tuple[str, int]], str], list[str]]
 
@@ -68,9 +92,15 @@ def choose_format(registry: Registry, path: str, head: bytes, override: str | No
 
 
 class Cleaner:
-    def __init__(self, registry: Registry, params: ParameterStore) -> None:
+    def __init__(self, registry: Registry, params: ParameterStore, workers: int | None = None) -> None:
         self.registry = registry
         self.params = params
+        self.workers = workers or WORKERS
+
+    def _job(
+        self, path: str, name: str, tensor: Tensor, known: list[Parameter], settings: CleanSettings
+    ) -> Callable[[], Parameter]:
+        return lambda: self.encode_parameter(path, name, tensor, known, settings)
 
     def clean(
         self, source: Source, fmt: CheckpointFormat, previous: Sequence[Metadata], settings: CleanSettings
@@ -91,11 +121,16 @@ class Cleaner:
             skeleton = Blob(oid=oid, size=size)
         versions = [m.parameters for m in previous if m.format == fmt.name]
         parameters: dict[str, Parameter] = {}
-        for name, tensor in checkpoint.parameters:
-            if name in parameters:
-                raise FormatError(f"{source.path}: parameter {name!r} appears twice")
-            known = [v[name] for v in versions if name in v]
-            parameters[name] = self.encode_parameter(source.path, name, tensor, known, settings)
+        seen: set[str] = set()
+        with OrderedPool[Parameter](workers=self.workers) as pool:
+            for name, tensor in checkpoint.parameters:
+                if name in seen:
+                    raise FormatError(f"{source.path}: parameter {name!r} appears twice")
+                seen.add(name)
+                known = [v[name] for v in versions if name in v]
+                pool.submit(name, self._job(source.path, name, tensor, known, settings), tensor.nbytes)
+                parameters.update(pool.done())
+            parameters.update(pool.rest())
         return Metadata(
             theta=METADATA_VERSION,
             format=fmt.name,
@@ -135,8 +170,26 @@ class Cleaner:
             for record in step.objects.values():
                 if record.oid == own and record.codec == "raw":
                     store.put(tensor.data, oid=own)
-                elif not store.verify(record.oid, record.size):
+                elif not store.verify(record.oid, record.size) and not self._rewrite_whole(entry, record, tensor):
                     return False
+        return True
+
+    def _rewrite_whole(self, entry: Parameter, record: ArrayObject, tensor: Tensor) -> bool:
+        """Rewrite the missing or damaged object of a tensor stored compressed whole, when it gives that oid."""
+        if (
+            len(entry.steps) != 1
+            or record.codec != codecs.GROUPED
+            or (record.dtype, record.shape)
+            != (
+                tensor.dtype,
+                tensor.shape,
+            )
+        ):
+            return False
+        codec, data = codecs.encode_dense(tensor.data, dtype(tensor.dtype).itemsize)
+        if codec != record.codec or hashlib.sha256(data).hexdigest() != record.oid:
+            return False
+        self.params.store.put(data, oid=record.oid)
         return True
 
     def root_type(self, settings: CleanSettings) -> UpdateType:
@@ -172,6 +225,12 @@ class Cleaner:
         candidates = self._candidates(settings)
         if not candidates:
             return ()
+        whole = codecs.dense_estimate(tensor.data, dtype(tensor.dtype).itemsize)
+        chain = sum(record.size for step in previous.steps for record in step.objects.values())
+        budget = min(PAYS * whole, CHAIN_FACTOR * whole - chain)
+        forced = settings.update_type is not None
+        if budget <= 0 and not forced:
+            return ()  # the chain has cost as much as it may: start again whole
         try:
             base = self.params.load(previous, path, name)
         except ThetaError as exc:
@@ -182,13 +241,18 @@ class Cleaner:
         for update_name in candidates:
             if best is not None and best.stored_size <= tensor.nbytes * SMALL_ENOUGH:
                 break
+            limit = tensor.nbytes if forced else budget
+            if best is not None:
+                limit = min(limit, best.stored_size)
             update_type = self.registry.update_type(update_name)
+            if not forced and side_data is None and not self._may_fit(update_type, tensor, base, limit):
+                continue
             try:
                 update = update_type.encode(tensor, base, side_data)
                 if update is None:
                     continue
                 packed = self.params.pack(update_name, update)
-                if packed.stored_size >= tensor.nbytes or (best is not None and packed.stored_size >= best.stored_size):
+                if packed.stored_size >= limit or packed.stored_size >= tensor.nbytes:
                     continue
                 decoded = update_type.decode(update, base, TensorInfo(dtype=tensor.dtype, shape=tensor.shape))
             except ThetaError as exc:
@@ -205,10 +269,32 @@ class Cleaner:
                 continue
             best = packed
         if best is None:
-            if settings.update_type is not None and self.registry.update_type(settings.update_type).needs_base:
+            if forced and self.registry.update_type(settings.update_type).needs_base:  # type: ignore[arg-type]
                 _warn(f"{path}: parameter {name!r}: update type {settings.update_type!r} does not apply; stored whole")
             return ()
         return (*previous.steps, self.params.save(best, tensor_hash))
+
+    def _may_fit(self, update_type: UpdateType, tensor: Tensor, base: Tensor, limit: float) -> bool:
+        """Whether `update_type` may store `tensor` in `limit` bytes, judged on a sample of its rows.
+
+        Small and 1-D tensors are not screened. A type that declines the sample, fails on it or
+        is estimated over TRIAL_SLACK times `limit` is not run on the whole tensor.
+        """
+        rows = tensor.shape[0] if len(tensor.shape) >= 2 else 0
+        if tensor.nbytes < TRIAL_BYTES or rows < 2 * TRIAL_ROWS:
+            return True
+        picked = np.unique(np.linspace(0, rows - 1, max(TRIAL_ROWS, math.ceil(rows * TRIAL_SHARE))).astype(np.int64))
+        sample, sample_base = (
+            Tensor.from_numpy(np.ascontiguousarray(t.numpy()[picked]), dtype_name=t.dtype) for t in (tensor, base)
+        )
+        try:
+            update = update_type.encode(sample, sample_base, None)
+            if update is None:
+                return False
+            estimate = self.params.pack(update_type.name, update).stored_size * rows / picked.size
+        except Exception:
+            return True  # the whole tensor will tell, with the error where it belongs
+        return estimate <= limit * TRIAL_SLACK
 
 
 class Smudger:
@@ -254,7 +340,9 @@ class Smudger:
         if metadata.skeleton is not None:
             skeleton = self.params.store.read(metadata.skeleton.oid, metadata.skeleton.size)
         loader = PrefetchingLoader(
-            list(metadata.parameters), lambda name: self.params.load(metadata.parameters[name], path, name)
+            list(metadata.parameters),
+            lambda name: self.params.load(metadata.parameters[name], path, name),
+            sizes={n: dtype(p.dtype).itemsize * math.prod(p.shape) for n, p in metadata.parameters.items()},
         )
         layout = Layout(
             skeleton=skeleton,
