@@ -20,7 +20,7 @@ METADATA_VERSION = "theta.metadata/1"
 HASH_PREFIX = "sha256:"
 _OID = re.compile(r"^[0-9a-f]{64}$")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
-CODECS = ("raw", "zstd")
+CODECS = ("raw", "zstd", "zstd-grouped")
 
 
 def _oid(_: Any, attribute: Any, value: str) -> None:
