@@ -30,6 +30,12 @@ test: lint
 demo: bootstrap
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/demo.py
 
+# Wheels of every distribution (the kernel, each plugin, theta-vcs) and their dependencies, in
+# dist/: `pip install --no-index --find-links dist theta-vcs` installs Theta from there offline.
+.PHONY: dist
+dist: bootstrap
+	$(BIN)/python scripts/dist.py dist
+
 bench: bootstrap
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py
 
