@@ -15,6 +15,9 @@ from theta.tensors import Tensor, dtype
 
 MAX_HEADER = 100 * 1024 * 1024
 METADATA_KEY = "__metadata__"
+# What a header claims is read in pieces that grow as bytes arrive, from this size on: a file
+# that claims more than it holds fails after allocating about what it holds, not what it claims.
+CLAIM_STEP = 1 << 24
 
 TO_THETA = {
     "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
@@ -34,11 +37,33 @@ class Entry:
     end: int
 
 
+def read_claimed(source: Source, n: int, what: str) -> bytearray:
+    """Exactly `n` bytes, with memory growing only as they arrive; a short file is a `FormatError`."""
+    if n <= CLAIM_STEP:
+        return source.read_exact(n, what)
+    out = bytearray(CLAIM_STEP)
+    filled = 0
+    while True:
+        with memoryview(out) as view:
+            got = source.readinto(view[filled:])
+        filled += got
+        if filled == n:
+            return out
+        if filled < len(out):
+            raise FormatError(
+                f"{source.path}: file is truncated: {what} needs {n} bytes at offset"
+                f" {source.offset - filled}, only {filled} remain"
+            )
+        out.extend(bytes(min(len(out), n - len(out))))
+
+
 def _parse_header(raw: bytes, path: str) -> tuple[dict[str, Any] | None, list[Entry]]:
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{path}: safetensors header is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FormatError(f"{path}: safetensors header is nested too deeply to be a header") from None
     if not isinstance(header, dict):
         raise FormatError(f"{path}: safetensors header is not a JSON object")
     meta = header.pop(METADATA_KEY, None)
@@ -59,8 +84,8 @@ def _entry(name: str, info: Any, path: str) -> Entry:
     where = f"{path}: tensor {name!r}"
     try:
         theta_dtype = TO_THETA[info["dtype"]]
-        shape = tuple(int(d) for d in info["shape"])
-        begin, end = (int(o) for o in info["data_offsets"])
+        shape = tuple(_integer(d) for d in info["shape"])
+        begin, end = (_integer(o) for o in info["data_offsets"])
     except (KeyError, TypeError, ValueError):
         raise FormatError(
             f"{where}: header entry needs a known dtype, a shape and two data_offsets: {info!r}"
@@ -76,6 +101,12 @@ def _entry(name: str, info: Any, path: str) -> Entry:
             f" {info['dtype']} {list(shape)} ({numel * dtype(theta_dtype).itemsize} bytes)"
         )
     return Entry(name=name, dtype=theta_dtype, shape=shape, begin=begin, end=end)
+
+
+def _integer(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(value)
+    return value
 
 
 def build_header(meta: dict[str, Any] | None, parameters: dict[str, TensorInfo]) -> bytes:
@@ -118,13 +149,13 @@ class SafetensorsFormat(CheckpointFormat):
             )
         prefix = source.read_exact(8, "the header length")
         (size,) = struct.unpack("<Q", prefix)
-        raw = source.read_exact(size, "the header")
+        raw = read_claimed(source, size, "the header")
         _, entries = _parse_header(bytes(raw), source.path)
         return Checkpoint(skeleton=bytes(prefix + raw), parameters=self._tensors(source, entries))
 
     def _tensors(self, source: Source, entries: list[Entry]) -> Iterator[tuple[str, Tensor]]:
         for e in entries:
-            data = source.read_exact(e.end - e.begin, f"tensor {e.name!r}")
+            data = read_claimed(source, e.end - e.begin, f"tensor {e.name!r}")
             yield e.name, Tensor(dtype=e.dtype, shape=e.shape, data=data)
         if source.read(1):
             raise FormatError(f"{source.path}: header lies about sizes: data continues after the last tensor")

@@ -14,6 +14,10 @@ ZIP_MAGIC = b"PK\x03\x04"
 # Pre-1.6 files are a bare pickle stream that starts with this magic number (a pickled long).
 LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
+# torch.save stores data.pkl uncompressed; an archive rezipped by another tool may deflate
+# it, which pickles of state dicts survive at ratios far below this.
+MAX_DEFLATE_RATIO = 64
+MAX_INFLATED = 1 << 30
 RESAVE = "load it with a current torch and save it again with torch.save (the ZIP format is the default since 1.6)"
 
 
@@ -89,15 +93,34 @@ def open_archive(buf: memoryview, path: str) -> TorchArchive:
     return archive
 
 
+def inflate(raw: bytes, declared: int | None, what: str) -> bytes:
+    """A deflated member's bytes, never more than it declares, than MAX_INFLATED, or than
+    MAX_DEFLATE_RATIO times its stored size: a small file cannot claim a large allocation."""
+    ceiling = min(MAX_INFLATED, MAX_DEFLATE_RATIO * len(raw) + 4096)
+    limit = ceiling if declared is None else declared
+    if limit > ceiling:
+        raise FormatError(
+            f"{what} claims {declared} bytes inflated from {len(raw)}: more than Theta accepts"
+            f" ({MAX_DEFLATE_RATIO} times its size, at most {MAX_INFLATED} bytes); the file is damaged or hostile"
+        )
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise FormatError(f"{what} is damaged: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise FormatError(f"{what} inflates to more than the {limit} bytes it may have; the file is damaged or hostile")
+    if declared is not None and len(out) != declared:
+        raise FormatError(f"{what} inflates to {len(out)} bytes, its header declares {declared}; the file is damaged")
+    return out
+
+
 def member_bytes(buf: memoryview, member: Member, path: str) -> bytes:
     raw = bytes(buf[member.data_offset : member.data_end])
     if member.method == STORED:
         return raw
     if member.method == DEFLATED:
-        try:
-            return zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw)
-        except zlib.error as exc:
-            raise FormatError(f"{path}: archive member {member.name!r} is damaged: {exc}") from None
+        return inflate(raw, member.size, f"{path}: archive member {member.name!r}")
     raise FormatError(
         f"{path}: archive member {member.name!r} uses ZIP compression method {member.method}, which torch never writes"
     )

@@ -198,14 +198,39 @@ def _encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode(encoding)
 
 
+def _refuse_state(self: Any, state: Any) -> None:
+    raise _Damaged(f"data.pkl sets the state of a {type(self).__name__} (pickle BUILD), which torch.save never does")
+
+
+# The pickle BUILD opcode may set the state of the object below it. torch.save uses it on
+# OrderedDicts only (a state dict's `_metadata`); on a placeholder or on one of the callables
+# below it would bypass their checks, or change them for the files that follow.
+for _placeholder in (StorageType, DTypeRef, DeviceRef, StorageRef, TensorRef, ParameterRef):
+    _placeholder.__setstate__ = _refuse_state  # type: ignore[attr-defined]
+
+
+class _Call:
+    """One of the callables `data.pkl` may name: called as itself, its state never set."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
+
+    __setstate__ = _refuse_state
+
+
 ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("collections", "OrderedDict"): OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
-    ("torch", "Size"): _size,
-    ("torch", "device"): _device,
-    ("_codecs", "encode"): _encode,
+    ("torch._utils", "_rebuild_tensor_v2"): _Call(_rebuild_tensor),
+    ("torch._utils", "_rebuild_parameter"): _Call(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _Call(_rebuild_parameter_with_state),
+    ("torch", "Size"): _Call(_size),
+    ("torch", "device"): _Call(_device),
+    ("_codecs", "encode"): _Call(_encode),
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
