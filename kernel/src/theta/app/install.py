@@ -6,21 +6,24 @@ from theta.app.hooks import install_hooks, theta_command
 from theta.git.repo import Repo, run_git
 
 
-def driver_config() -> dict[str, str]:
+def driver_config(skip_smudge: bool = False) -> dict[str, str]:
+    """`skip_smudge`: checkouts leave metadata files in place (as with GIT_LFS_SKIP_SMUDGE=1)."""
     command = theta_command()
     return {
-        "filter.theta.process": f"{command} filter-process",
+        "filter.theta.process": f"{command} filter-process" + (" --skip-smudge" if skip_smudge else ""),
         "filter.theta.required": "true",
-        "diff.theta.textconv": f"{command} diff-textconv",
+        # git diff: both sides, read as metadata by blob id; git log -p and git show: one side as text
+        "diff.theta.command": f"{command} diff-driver --",
+        "diff.theta.textconv": f"{command} diff-textconv --",
         "merge.theta.name": "Theta: merge model checkpoints parameter by parameter",
         "merge.theta.driver": f"{command} merge %O %A %B %P",
     }
 
 
-def install(scope: str, repo: Repo | None) -> list[str]:
+def install(scope: str, repo: Repo | None, skip_smudge: bool = False) -> list[str]:
     """Write the configuration at `scope` (global, local, system); returns what was done."""
     done = []
-    for key, value in driver_config().items():
+    for key, value in driver_config(skip_smudge).items():
         run_git("config", f"--{scope}", key, value, cwd=repo.cwd if repo else None)
     done.append(f"git config --{scope}: filter, diff and merge drivers `theta`")
     if repo is not None:

@@ -13,6 +13,7 @@ from theta.sizes import human
 from theta.store.objects import ObjectStore
 
 ATTRIBUTES = "filter=theta diff=theta merge=theta -text"
+THETA_FILTER = "theta"
 
 
 def attributes_line(pattern: str, fmt: str | None) -> str:
@@ -35,7 +36,6 @@ def track(repo: Repo, pattern: str, fmt: str | None) -> bool:
     return True
 
 
-def tracked_files(repo: Repo) -> list[str]:
 LFS_POINTER_START = b"version https://git-lfs.github.com/spec/v1"
 
 
@@ -107,31 +107,70 @@ def huggingface_patterns(repo: Repo, directory: Path) -> list[str]:
     return patterns
 
 
+def tracked_files(repo: Repo) -> list[str]:
     paths = [p for p in repo.git("ls-files", "-z").split("\0") if p]
     return repo.tracked_paths(paths)
 
 
-def fetch(repo: Repo, rev: str, paths: list[str]) -> int:
-    """Download every object the tracked files at `rev` need."""
+def fetch(repo: Repo, rev: str, paths: list[str], params: list[str] | None = None) -> int:
+    """Download every object the tracked files at `rev` need (only the chains of `params`, when given).
+
+    Which files are tracked is read from `rev`'s own `.gitattributes`, so this works in a
+    `--no-checkout` clone. Objects are downloaded in one batch; an object that does not
+    arrive is an error naming the file, the parameter and the object.
+    """
+    from theta.diffing.revisions import verify_revision
+    from theta.diffing.select import chain_objects, selector
+    from theta.git.attributes import attributes_at
+
+    commit = verify_revision(repo, rev)
     store = ObjectStore(repo.lfs_dir, repo.keep_dir)
-    listing = repo.git("ls-tree", "-r", "-z", "--full-tree", rev, "--", *paths)
-    entries = [line.split("\t", 1) for line in listing.split("\0") if line]
-    tracked = set(repo.tracked_paths([path for _, path in entries]))
-    failed = 0
-    for meta, path in entries:
-        if path not in tracked:
+    listing = repo.git("ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
+    entries = [(meta.split()[2], path) for meta, path in (line.split("\t", 1) for line in listing.split("\0") if line)]
+    attributes = attributes_at(repo, commit, [path for _, path in entries], "filter")
+    pick = selector(params) if params else None
+    wanted: dict[str, tuple[str, dict[str, tuple[int, str | None]]]] = {}
+    for oid, path in entries:
+        if attributes.get(path) != THETA_FILTER and not paths:
             continue
-        metadata = loads_if_metadata(repo.read_blob(meta.split()[2]), path)
+        metadata = loads_if_metadata(repo.read_blob(oid), f"{path} at {rev}")
         if metadata is None:
             continue
-        missing = [(oid, use.size) for oid, use in metadata.objects().items() if not store.has(oid)]
-        bad = fetch_objects(missing, path)
-        if bad:
-            failed += 1
-            print(f"theta: error: {path}: {len(bad)} object(s) could not be fetched, e.g. {bad[0]}", file=sys.stderr)
+        names = [n for n in metadata.parameters if pick(n)] if pick is not None else None
+        if names == []:
+            continue
+        wanted[path] = (oid, chain_objects(metadata, names))
+    if params and not wanted:
+        raise ThetaError(f"no parameter of a tracked file at {rev} matches {', '.join(repr(p) for p in params)}")
+    missing: dict[str, int] = {}
+    for _, objects in wanted.values():
+        missing.update({oid: size for oid, (size, _) in objects.items() if not store.has(oid)})
+    corrupt: frozenset[str] = frozenset()
+    if missing:
+        result = fetch_objects(sorted(missing.items()), f"{len(wanted)} file(s) at {rev}", cwd=repo.cwd)
+        corrupt = getattr(result, "corrupt_on_remote", frozenset())
+    failed = []
+    for path, (_, objects) in wanted.items():
+        present = {o for o, (size, _) in objects.items() if (store.verify(o, size) if o in missing else store.has(o))}
+        absent = [oid for oid in objects if oid not in present]  # what arrived counts once verified (sha256)
+        if absent:
+            failed.append(path)
+        for oid in absent:
+            owner = objects[oid][1]
+            what = "its skeleton" if owner is None else f"parameter {owner!r}"
+            why = "its copy on the remote is corrupt" if oid in corrupt else "the remote does not have it"
+            print(f"theta: error: {path}: {what}: object {oid} did not arrive: {why}", file=sys.stderr)
     repo.close()
     if failed:
-        raise ThetaError(f"{failed} file(s) could not be fetched completely")
+        raise ThetaError(
+            f"{len(failed)} file(s) at {rev} could not be fetched completely: {', '.join(failed)}; the objects are"
+            " neither in the local store nor on the LFS remote (were they pushed? is the remote reachable?)"
+        )
+    arrived = sum(size for oid, size in missing.items() if store.has(oid))
+    print(
+        f"theta: fetched {len(missing)} object(s), {human(arrived)}, for {len(wanted)} file(s) at {rev}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -165,6 +204,7 @@ def storage_records(repo: Repo, path: str) -> list[dict[str, object]]:
     records: list[dict[str, object]] = []
     for entry in log.splitlines():
         commit, short, date, subject = entry.split("\t", 3)
+        record: dict[str, object] = {"commit": commit, "short": short, "date": date, "subject": subject}
         metadata = loads_if_metadata(repo.read_blob(f"{commit}:{path}"), f"{commit}:{path}")
         if metadata is None:
             records.append({**record, "objects": None, "added_bytes": None})
@@ -186,4 +226,3 @@ def storage_history(repo: Repo, path: str) -> list[str]:
             added = human(r["added_bytes"])  # type: ignore[arg-type]
             lines.append(f"{r['short']} {r['date']} {added:>12} in {r['objects']:>4} object(s)  {r['subject']}")
     return lines
-        record: dict[str, object] = {"commit": commit, "short": short, "date": date, "subject": subject}

@@ -16,7 +16,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     repo = Repo() if inside_repo() else None
     if scope == "local" and repo is None:
         raise ThetaError("`git theta install --local` must run inside a git repository")
-    for line in install(scope, repo):
+    for line in install(scope, repo, skip_smudge=args.skip_smudge):
         print(f"theta: {line}")
     return 0
 
@@ -44,5 +44,16 @@ def register(add) -> None:  # type: ignore[no-untyped-def]
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("--local", action="store_true", help="configure this repository only")
     scope.add_argument("--system", action="store_true", help="configure every user of this machine")
-    p = add("uninstall", cmd_uninstall, "remove Theta's git configuration")
-    p.add_argument("--local", action="store_true")
+    p.add_argument(
+        "--skip-smudge",
+        action="store_true",
+        help="checkouts and clones leave metadata files in place and fetch nothing (later: git theta fetch / checkout)",
+    )
+    p = add(
+        "uninstall",
+        cmd_uninstall,
+        "remove Theta's git configuration (global by default) and, with --local, the repository's hooks",
+        examples=["git theta uninstall --local", "git theta uninstall"],
+        needs_repo=False,
+    )
+    p.add_argument("--local", action="store_true", help="this repository: its configuration and Theta's hooks")

@@ -11,7 +11,7 @@ from theta.git.repo import Repo
 def cmd_filter_process(args: argparse.Namespace) -> int:
     from theta.app.filter_process import main
 
-    return main()
+    return main(skip_smudge=args.skip_smudge)
 
 
 def cmd_pre_push(args: argparse.Namespace) -> int:
@@ -28,10 +28,16 @@ def cmd_post_commit(args: argparse.Namespace) -> int:
 
 
 def cmd_diff_textconv(args: argparse.Namespace) -> int:
-    from theta.app.drivers import textconv
+    from theta.app.diff_driver import textconv
 
     sys.stdout.write(textconv(args.file))
     return 0
+
+
+def cmd_diff_driver(args: argparse.Namespace) -> int:
+    from theta.app.diff_driver import run
+
+    return run(args.args)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -41,13 +47,23 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    add("filter-process", cmd_filter_process, "git's long-running filter (called by git)", plumbing=True)
+    p = add("filter-process", cmd_filter_process, "git's long-running filter (called by git)", plumbing=True)
+    p.add_argument("--skip-smudge", action="store_true", help="leave metadata files in place on checkout")
     p = add("pre-push", cmd_pre_push, "push the objects of pushed commits (called by the pre-push hook)", plumbing=True)
     p.add_argument("remote")
     p.add_argument("url", nargs="?")
     add("post-commit", cmd_post_commit, "clears squash requests (called by the post-commit hook)", plumbing=True)
-    p = add("diff-textconv", cmd_diff_textconv, "a checkpoint as text for `git diff` (called by git)", plumbing=True)
+    p = add(
+        "diff-textconv",
+        cmd_diff_textconv,
+        "one version of a checkpoint as text (called by git log -p, git show)",
+        plumbing=True,
+    )
     p.add_argument("file")
+    p = add(
+        "diff-driver", cmd_diff_driver, "the per-parameter diff of a checkpoint (called by git diff)", plumbing=True
+    )
+    p.add_argument("args", nargs="*", help="git's: path old-file old-hex old-mode new-file new-hex new-mode")
     p = add("merge", cmd_merge, "merge driver (called by git)", plumbing=True)
     p.add_argument("base")
     p.add_argument("ours")
