@@ -189,3 +189,13 @@ class CheckpointFormat(abc.ABC):
     @abc.abstractmethod
     def write(self, layout: Layout, sink: BinaryIO) -> None:
         """Write the checkpoint described by `layout`, loading each tensor when needed."""
+
+    def skeleton_state(self, skeleton: bytes) -> bytes:
+        """The part of a skeleton that a merge compares: its non-tensor state.
+
+        Called by the merge driver only when both branches changed the skeleton's bytes: equal
+        states merge without a conflict (our skeleton is kept), different ones are a conflict.
+        The default is the skeleton itself; a format whose skeleton also holds what follows
+        from the tensors alone (an id or checksum computed from their bytes) leaves that out.
+        """
+        return skeleton

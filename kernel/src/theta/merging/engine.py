@@ -342,8 +342,7 @@ class MergeEngine:
 
     def _state_function(self, format_name: str) -> Callable[[bytes], bytes]:
         fmt: CheckpointFormat | None = self.registry.formats.get(format_name)
-        state = getattr(fmt, "skeleton_state", None)
-        return state if state is not None else (lambda raw: raw)
+        return fmt.skeleton_state if fmt is not None else bytes
 
 
 def _skeletons(versions: Versions) -> Iterator[tuple[str, Blob]]:

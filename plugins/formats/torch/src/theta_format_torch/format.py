@@ -10,6 +10,7 @@ that no longer fits the skeleton needs torch (see `rebuild`).
 
 from __future__ import annotations
 
+import json
 import mmap
 import zlib
 from pathlib import Path
@@ -154,6 +155,16 @@ class TorchFormat(CheckpointFormat):
             extra={"pickle": [pickle.data_offset, pickle.stored_size, int(pickle.method != STORED)]},
         )  # fmt: skip
         return Checkpoint(skeleton=skeleton.encode(), parameters=read_tensors(buf, skeleton.regions, path=source.path))
+
+    def skeleton_state(self, skeleton: bytes) -> bytes:
+        """The pickle (every non-tensor value, and which storage each tensor uses) and each
+        storage's name, dtype and shape: not the serialization id torch derives from the data."""
+        try:
+            decoded = decode_skeleton(Layout(skeleton=skeleton, parameters={}, load=lambda _: None))  # type: ignore[arg-type, return-value]
+            storages = [[r.name, r.dtype, list(r.shape), r.extra["key"]] for r in decoded.regions]
+            return json.dumps(storages).encode() + b"\n" + pickle_bytes(decoded)
+        except (FormatError, ValueError, KeyError, zlib.error):
+            return skeleton
 
     def write(self, layout: Layout, sink: BinaryIO) -> None:
         skeleton = decode_skeleton(layout)
