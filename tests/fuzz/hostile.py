@@ -189,7 +189,7 @@ CORPUS_FILES: dict[str, Callable[[], bytes]] = {
     "metadata-too-many-dimensions.json": metadata_too_many_dimensions,
     "metadata-deep-nesting.json": lambda: metadata_deep_nesting(20_000),
     "metadata-deep-params.json": metadata_deep_params,
-    "metadata-zstd-claims-1TiB.json": lambda: json.dumps(
+    "checkout-zstd-claims-1TiB.json": lambda: json.dumps(
         metadata({"w": zstd_claim(ZERO_OID, 32_000, 1 << 38)})
     ).encode(),
     "pktline-lies.bin": pktline_lies,

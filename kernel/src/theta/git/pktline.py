@@ -45,7 +45,10 @@ class PacketReader:
         """Text packets up to the next flush, without trailing newlines."""
         lines = []
         while (packet := self.read_packet()) is not None:
-            lines.append(packet.decode().rstrip("\n"))
+            try:
+                lines.append(packet.decode().rstrip("\n"))
+            except UnicodeDecodeError:
+                raise ProtocolError(f"a text packet is not UTF-8: {packet[:40]!r}") from None
         return lines
 
     def read_keys(self) -> dict[str, str]:
