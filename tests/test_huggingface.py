@@ -168,3 +168,44 @@ def test_fine_tune_stores_only_what_changed_and_every_revision_loads(committed) 
     assert_same_state(state(repo.path / MODEL_DIR), original)
     repo.git("checkout", "-q", "main")
     assert_same_state(state(repo.path / MODEL_DIR), tuned.state_dict())
+
+
+def test_diff_log_and_load_treat_the_shards_as_one_checkpoint(committed) -> None:
+    import theta
+
+    repo, model = committed
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    save(repo, model, "40KB")
+    repo.commit_all("resharded")
+    tuned = fine_tuned(model)
+    save(repo, tuned, "40KB")
+    repo.commit_all("fine-tuned")
+    index = f"{MODEL_DIR}/model.safetensors.index.json"
+
+    [resharded] = [json.loads(line) for line in repo.theta("diff", "HEAD~2", "HEAD~1", "--json").stdout.splitlines()]
+    assert resharded["path"] == index
+    assert {p["status"] for p in resharded["parameters"]} == {"unchanged"}, "tensors that moved are unchanged"
+    assert len(resharded["parameters"]) == len(original)
+    [tuned_diff] = [json.loads(line) for line in repo.theta("diff", "HEAD~1", "HEAD", "--json").stdout.splitlines()]
+    changed = {p["name"] for p in tuned_diff["parameters"] if p["status"] == "changed"}
+    assert changed == {n for n in original if not torch.equal(original[n], tuned.state_dict()[n])}
+    by_path = repo.theta("diff", "--json", "HEAD~1", "HEAD", "--", index).stdout
+    assert [json.loads(line)["path"] for line in by_path.splitlines()] == [index]
+
+    log = [json.loads(line) for line in repo.theta("log", "--json").stdout.splitlines()]
+    assert [entry["subject"] for entry in log] == ["fine-tuned", "resharded", "pretrained"]
+    assert [f["path"] for entry in log for f in entry["files"]] == [index] * 3
+    reshard = log[1]["files"][0]
+    assert (reshard["changed"], reshard["added"], reshard["removed"]) == (0, 0, 0)
+    assert log[0]["files"][0]["changed"] == len(changed)
+    assert log[2]["files"][0]["added"] == len(original)
+
+    for rev, expected in (("HEAD~2", original), ("HEAD~1", original), ("HEAD", tuned.state_dict())):
+        loaded = theta.load(index, rev=rev, repo=repo.path)
+        assert loaded.keys() == expected.keys()
+        for name, array in loaded.items():
+            assert (array == expected[name].numpy()).all(), (rev, name)
+    some = theta.load(index, rev="HEAD", params=["model.layers.1.self_attn.*"], repo=repo.path)
+    assert some and all(".layers.1.self_attn." in name for name in some)
+    assert len(theta.info(index, repo=repo.path).parameters) == len(original)
+    assert {p.status for p in theta.diff(index, "HEAD~2", "HEAD~1", repo=repo.path).parameters} == {"unchanged"}

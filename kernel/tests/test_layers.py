@@ -22,7 +22,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (3, ("theta.store", "theta.checkpoints", "theta.prefetch")),
     (3, ("theta.git",)),
     (4, ("theta.session", "theta.next_commit")),
-    (5, ("theta.merging", "theta.diffing", "theta.api")),
+    (5, ("theta.merging", "theta.diffing", "theta.api", "theta.models")),
     (6, ("theta.app",)),
     (7, ("theta.testing",)),
 ]

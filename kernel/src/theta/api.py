@@ -5,7 +5,8 @@
     theta.info("model.safetensors").parameters["embed.weight"].update
     theta.diff("model.safetensors", "HEAD~1", "HEAD").summary
 
-`path` is relative to the top of the repository `repo` (a directory inside it). A version is a
+`path` is relative to the top of the repository `repo` (a directory inside it); a sharded
+model's index file (`model.safetensors.index.json`) stands for all its shards as one checkpoint. A version is a
 revision, ":" for the index, or (for `diff`'s `new`) None for the working tree. Only the
 objects the selected parameters' chains need are read, and those the local store lacks are
 fetched from the Git LFS remote in one batch. Errors are `theta.ThetaError`s with the same
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from attrs import frozen
 
+from theta import sharded
 from theta.diffing.engine import diff_file
 from theta.diffing.revisions import INDEX, INDEX_SPEC, side_at, stored_blob
 from theta.diffing.select import chain_objects, ensure_local, selected_names, selector
@@ -28,6 +30,7 @@ from theta.diffs import FileDiff
 from theta.errors import ThetaError
 from theta.git.repo import Repo
 from theta.metadata import Metadata, loads_if_metadata
+from theta.models import model_metadata, model_side
 from theta.session import Session
 from theta.tensors import Tensor, dtype
 
@@ -101,7 +104,10 @@ def diff(
     """The figures of `git theta diff --json` for `path` from `old` to `new` (None: the working tree)."""
     with open_session(repo) as session:
         relpath = repo_path(session.repo, path)
-        old_side, new_side = side_at(session, relpath, old), side_at(session, relpath, new)
+        if sharded.is_index(relpath):
+            old_side, new_side = model_side(session, relpath, old), model_side(session, relpath, new)
+        else:
+            old_side, new_side = side_at(session, relpath, old), side_at(session, relpath, new)
         if old_side is None and new_side is None:
             raise ThetaError(f"{relpath} exists neither at {_name(old)} nor at {_name(new)}")
         return diff_file(relpath, old_side, new_side, select=selector(_globs(params)) if params else None)
@@ -173,8 +179,14 @@ def repo_path(repo: Repo, path: str | os.PathLike[str]) -> str:
 
 
 def stored_metadata(repo: Repo, path: str, rev: str) -> Metadata:
-    blob = stored_blob(repo, path, rev)
+    """`path`'s metadata at `rev`; for a sharded model's index file, its shards' as one checkpoint."""
     where = INDEX if rev == INDEX_SPEC else rev
+    if sharded.is_index(path):
+        model = model_metadata(repo, path, rev)
+        if model is None:
+            raise ThetaError(f"{path} does not exist at {where}")
+        return model
+    blob = stored_blob(repo, path, rev)
     if blob is None:
         raise ThetaError(f"{path} does not exist at {where}")
     metadata = loads_if_metadata(blob, f"{path} at {where}")

@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from attrs import frozen
 
 from theta.errors import ThetaError
+from theta.metadata import METADATA_VERSION, Metadata, Parameter
 
 INDEX_SUFFIX = ".index.json"
 SHARD = re.compile(r"^(?P<stem>.+)-(?P<number>\d{5})-of-(?P<count>\d{5})(?P<ext>\.[A-Za-z0-9]+)$")
@@ -100,3 +101,42 @@ def parse_index(data: bytes, path: str) -> ShardIndex:
             raise ThetaError(f"{path}: weight_map[{name!r}]: expected a shard file beside the index, got {shard!r}")
         resolved[name] = posixpath.join(directory, shard)
     return ShardIndex(path=path, weight_map=resolved)
+
+
+def combine(index: ShardIndex, shards: Mapping[str, Metadata], label: str) -> Metadata:
+    """The shards of one model as one checkpoint: every parameter of every shard, shard by shard.
+
+    `shards` maps each shard's path to its metadata; a shard the index names must be there.
+    """
+    missing = [shard for shard in index.shards if shard not in shards]
+    if missing:
+        raise ThetaError(f"{label}: shard {missing[0]} is missing")
+    combined = union([shards[shard] for shard in index.shards], label)
+    assert combined is not None
+    return combined
+
+
+def union(parts: Sequence[Metadata | None], label: str) -> Metadata | None:
+    """Metadata with the parameters of every part (None where a shard is absent); None when all are absent.
+
+    A parameter in two parts, or parts of different formats, is an error naming `label`.
+    """
+    present = [m for m in parts if m is not None]
+    if not present:
+        return None
+    formats = {m.format for m in present}
+    if len(formats) > 1:
+        raise ThetaError(f"{label}: the shards are of different formats ({', '.join(sorted(formats))})")
+    parameters: dict[str, Parameter] = {}
+    for metadata in present:
+        for name, param in metadata.parameters.items():
+            if name in parameters:
+                raise ThetaError(f"{label}: parameter {name!r} is in two shards")
+            parameters[name] = param
+    return Metadata(
+        theta=METADATA_VERSION,
+        format=present[0].format,
+        format_plugin=present[0].format_plugin,
+        skeleton=None,
+        parameters=parameters,
+    )

@@ -16,6 +16,8 @@ from attrs import frozen
 from theta.diffing.revisions import NULL_OID, verify_revision
 from theta.git.repo import Repo
 from theta.metadata import Metadata, Parameter, loads_if_metadata
+from theta.models import group
+from theta.sharded import union
 
 HEADER = "\x01"
 
@@ -83,10 +85,24 @@ def history(repo: Repo, rev: str = "HEAD", paths: Sequence[str] = ()) -> list[Co
         header, _, body = chunk.partition("\0")
         sha, parents, date, author, subject = (header.split("\t", 4) + [""] * 5)[:5]
         files = []
+        entries = []
         for path, old_oid, new_oid in _entries(body):
             if path not in tracked:
                 tracked[path] = bool(repo.tracked_paths([path])) or _is_metadata(repo, new_oid or old_oid)
-            if not tracked[path]:
+            if tracked[path]:
+                entries.append((path, old_oid, new_oid))
+        # The shards of a sharded model are one checkpoint, named by its index file.
+        models = group(repo, [path for path, _, _ in entries], [sha, *parents.split()[:1]])
+        shard_of = {path: index for index, paths in models.items() for path in paths}
+        for index, paths in models.items():
+            parts = [(p, o, n) for p, o, n in entries if shard_of.get(p) == index]
+            old = union([_metadata(repo, o, f"{p} (blob {o})") for p, o, _ in parts], index)
+            new = union([_metadata(repo, n, f"{p} (blob {n})") for p, _, n in parts], index)
+            change = _compare(index, old, new, seen)
+            if change is not None and (not wanted or any(_matches(p, wanted) for p in [index, *paths])):
+                files.append(change)
+        for path, old_oid, new_oid in entries:
+            if path in shard_of:
                 continue
             change = _file_change(repo, path, old_oid, new_oid, seen)
             if change is not None and (not wanted or _matches(path, wanted)):
@@ -140,6 +156,10 @@ def _metadata(repo: Repo, oid: str | None, label: str) -> Metadata | None:
 def _file_change(repo: Repo, path: str, old_oid: str | None, new_oid: str | None, seen: set[str]) -> FileChange | None:
     old = _metadata(repo, old_oid, f"{path} (blob {old_oid})")
     new = _metadata(repo, new_oid, f"{path} (blob {new_oid})")
+    return _compare(path, old, new, seen)
+
+
+def _compare(path: str, old: Metadata | None, new: Metadata | None, seen: set[str]) -> FileChange | None:
     if old is None and new is None:
         return None
     before = old.parameters if old is not None else {}

@@ -25,6 +25,7 @@ def split_positionals(values: list[str], argv: list[str]) -> tuple[list[str], li
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from theta import models
     from theta.diffing import revisions
     from theta.diffing.engine import diff_file
     from theta.diffing.select import selector
@@ -43,13 +44,21 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if renderer.writes_file and target is None:
             raise ThetaError(f"the {name!r} renderer writes a file: name it with --output FILE")
         plot = registry.diff_renderer("plot") if args.plot else None
-        comparison = revisions.compare(session.repo, revs, args.cached, paths)
+        comparison = revisions.compare(session.repo, revs, args.cached, models.expand_paths(paths))
         pick = selector(args.params) if args.params else None
+        sharded = models.diff_groups(session.repo, comparison)  # index file -> the shards one diff covers
 
         def diffs() -> Iterator[FileDiff]:
             nonlocal failures
+            for index in sharded:
+                try:
+                    yield diff_file(index, *models.diff_sides(session, comparison, index), select=pick)
+                except ThetaError as exc:
+                    failures += 1
+                    print(f"theta: error: {exc}", file=sys.stderr)
+            grouped = {path for paths in sharded.values() for path in paths}
             for change in comparison.changes:
-                if not revisions.is_tracked(session.repo, change):
+                if change.path in grouped or not revisions.is_tracked(session.repo, change):
                     continue
                 try:
                     old, new = revisions.sides(session, comparison, change)
