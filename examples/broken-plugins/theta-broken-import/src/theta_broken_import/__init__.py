@@ -1,0 +1,3 @@
+"""A plugin that fails as it is imported."""
+
+raise RuntimeError("theta-broken-import cannot start: this plugin is broken on purpose")
