@@ -66,10 +66,10 @@ def torch_archive(pickle_data: bytes, deflate_pickle: bool = False, storages: di
     with zipfile.ZipFile(out, "w") as archive:
         method = zipfile.ZIP_DEFLATED if deflate_pickle else zipfile.ZIP_STORED
         archive.writestr(zipfile.ZipInfo("archive/data.pkl"), pickle_data, compress_type=method)
-        archive.writestr("archive/byteorder", b"little")
+        archive.writestr(zipfile.ZipInfo("archive/byteorder"), b"little")
         for key, data in (storages or {}).items():
-            archive.writestr(f"archive/data/{key}", data)
-        archive.writestr("archive/version", b"3\n")
+            archive.writestr(zipfile.ZipInfo(f"archive/data/{key}"), data)
+        archive.writestr(zipfile.ZipInfo("archive/version"), b"3\n")
     return out.getvalue()
 
 

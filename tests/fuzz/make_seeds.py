@@ -48,6 +48,13 @@ def onnx_seed() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
+def npz_seed() -> bytes:
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    np.savez(buffer, w=rng.standard_normal((3, 4)).astype(np.float32), b=np.zeros(4, np.float16))
+    return buffer.getvalue()
+
+
 def tensorflow_seeds() -> dict[str, bytes]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -71,6 +78,7 @@ def tensorflow_seeds() -> dict[str, bytes]:
 def main() -> None:
     CORPUS.mkdir(exist_ok=True)
     seeds = {"seed.safetensors": safetensors_seed(), "seed.pt": torch_seed(), "seed.onnx": onnx_seed()}
+    seeds["seed.npz"] = npz_seed()
     seeds.update(tensorflow_seeds())
     for name, data in seeds.items():
         (CORPUS / name).write_bytes(data)

@@ -6,6 +6,9 @@ exception, a hang) is a defect.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from fuzz.budget import examples
 from fuzz.hostile import CORPUS
@@ -25,6 +28,7 @@ SEEDS = {
     "keras-h5": "seed.weights.h5",
 }
 REGISTRY = default_manager().registry
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 # A mutation is a short recipe (so that a failing example prints as a few numbers): each
@@ -104,6 +108,29 @@ def test_random_bytes_after_a_valid_start_are_refused(format_name: str) -> None:
     @given(st.binary(max_size=512))
     def check(tail: bytes) -> None:
         parse(format_name, head + tail, name)
+
+    check()
+
+
+def test_third_party_npz_parser() -> None:
+    """The example plugin (examples/theta-format-npz) is not installed here: its format is used directly."""
+    sys.path.insert(0, str(EXAMPLES / "theta-format-npz" / "src"))
+    try:
+        from theta_format_npz.format import NpzFormat
+    finally:
+        sys.path.pop(0)
+    fmt = NpzFormat()
+    assert read_checkpoint(fmt, seed("seed.npz"), "seed.npz")[1]
+
+    @settings(max_examples=examples(120))
+    @given(recipes)
+    def check(recipe: list[tuple[str, float, int]]) -> None:
+        try:
+            read_checkpoint(fmt, mutate(seed("seed.npz"), recipe), "seed.npz")
+        except ThetaError:
+            pass
+        except Exception as exc:
+            raise AssertionError(f"npz parser raised {type(exc).__name__}: {str(exc)[:300]}") from None
 
     check()
 
