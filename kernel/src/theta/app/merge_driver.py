@@ -67,7 +67,7 @@ def merge(base_file: str, ours_file: str, theirs_file: str, pathname: str) -> in
         say(f"error: {exc} (the merge driver failed: this is not a conflict; fix the cause and merge again)")
         return FAILED
     except RecursionError:
-        say(f"error: {pathname}: a metadata file is nested too deeply to be one Theta wrote; the merge driver failed")
+        say(f"error: {pathname}: a metadata file is nested too deeply to be one Theta wrote (the merge driver failed)")
         return FAILED
     except Exception as exc:
         if os.environ.get("THETA_TRACE", "") not in ("", "0"):
