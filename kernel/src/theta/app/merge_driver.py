@@ -14,7 +14,9 @@ Every message is one line per fact, never a traceback.
 from __future__ import annotations
 
 import os
+import resource
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -47,6 +49,17 @@ def read_version(path: Path, label: str) -> Metadata | None:
 
 
 def merge(base_file: str, ours_file: str, theirs_file: str, pathname: str) -> int:
+    started = time.monotonic()
+    try:
+        return _merge(base_file, ours_file, theirs_file, pathname)
+    finally:
+        if os.environ.get("THETA_TRACE", "") not in ("", "0"):
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            elapsed = time.monotonic() - started
+            print(f"theta: trace: merge driver {pathname} took {elapsed:.2f}s, peak RSS {peak} MiB", file=sys.stderr)
+
+
+def _merge(base_file: str, ours_file: str, theirs_file: str, pathname: str) -> int:
     session: Session | None = None
     try:
         base = read_version(Path(base_file), f"{pathname} (merge base)")
