@@ -11,12 +11,14 @@ the same wheels (a framework's local CPU build rather than the newest release).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +31,6 @@ except ModuleNotFoundError:  # Python 3.10: requirements are read from the insta
 
 ALWAYS = ("theta-kernel", "theta-update-dense")
 LEFTOVERS = ("build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache")
-_TOOLING = {"pip", "setuptools", "wheel"}
 _NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
 
@@ -77,6 +78,21 @@ def distribution_source(name: str) -> Path | str:
         raise AssertionError(f"{name} is not installed in the running environment ({sys.prefix})") from None
 
 
+def build_requirements(project: Path) -> list[str]:
+    """What building `project` needs (its `[build-system] requires`)."""
+    if tomllib is None:
+        return ["setuptools>=68"]
+    declared = tomllib.loads((project / "pyproject.toml").read_text()).get("build-system", {})
+    return list(declared.get("requires", ["setuptools>=40.8.0"]))
+
+
+def project_name(project: Path) -> str:
+    """The distribution name a project directory declares."""
+    if tomllib is not None:
+        return canonical(tomllib.loads((project / "pyproject.toml").read_text())["project"]["name"])
+    return canonical(_installed_from(project).metadata["Name"])
+
+
 def declared_requirements(project: Path, extra: str | None = None) -> list[str]:
     """The requirement names `project` declares: its dependencies, or those of its `extra`."""
     if tomllib is not None:
@@ -90,16 +106,23 @@ def declared_requirements(project: Path, extra: str | None = None) -> list[str]:
     return _installed_requirements(project, extra)
 
 
-def _installed_requirements(project: Path, extra: str | None) -> list[str]:
+def _installed_from(project: Path) -> metadata.Distribution:
     for dist in metadata.distributions():
-        if project_dir(dist) == project.resolve():
-            names = []
-            for line in dist.requires or ():
-                marker = _EXTRA.search(line)
-                if (marker.group(1) if marker else None) == extra:
-                    names.append(requirement_name(line))
-            return names
-    raise AssertionError(f"cannot read the requirements of {project}: install it (pip install -e) or use Python 3.11+")
+        found = project_dir(dist)
+        if found is not None and found.resolve() == project.resolve():
+            return dist
+    raise AssertionError(
+        f"cannot read {project / 'pyproject.toml'}: install the project (pip install -e) or use Python 3.11+"
+    )
+
+
+def _installed_requirements(project: Path, extra: str | None) -> list[str]:
+    names = []
+    for line in _installed_from(project).requires or ():
+        marker = _EXTRA.search(line)
+        if (marker.group(1) if marker else None) == extra:
+            names.append(requirement_name(line))
+    return names
 
 
 def running_versions() -> list[str]:
@@ -107,22 +130,36 @@ def running_versions() -> list[str]:
     pins = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        if name and canonical(name) not in _TOOLING and project_dir(dist) is None:
+        if name and project_dir(dist) is None:
             pins[canonical(name)] = f"{canonical(name)}=={dist.version}"
     return sorted(pins.values())
 
 
 class FreshEnvironment:
-    """A new virtual environment under `root`; `install` adds projects and requirements to it."""
+    """A new virtual environment under `root`; `install` adds projects and requirements to it.
+
+    The running interpreter's pip installs into it (`pip --python`), so the environment starts
+    without pip's own bootstrap; pip is then added at the running environment's version. Local
+    projects are built without build isolation, after their declared build requirements are
+    installed here once: that saves a temporary build environment per project.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.bin_dir = root / "venv" / "bin"
         self.installed: set[str] = set()
+        self.timings: list[tuple[str, float]] = []  # what took how long, in seconds
         self._sources = root / "src"
-        subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, capture_output=True)
+        self._build_requirements: set[str] = set()
+        self._outer_pip = importlib.util.find_spec("pip") is not None
+        start = time.monotonic()
+        venv = [sys.executable, "-m", "venv", *(["--without-pip"] if self._outer_pip else []), str(root / "venv")]
+        subprocess.run(venv, check=True, capture_output=True)
+        self.timings.append(("venv", time.monotonic() - start))
         self.constraints = root / "constraints.txt"
         self.constraints.write_text("\n".join(running_versions()) + "\n")
+        if self._outer_pip:
+            self._pip(f"pip=={metadata.version('pip')}")
 
     @property
     def python(self) -> Path:
@@ -160,14 +197,31 @@ class FreshEnvironment:
         return [self.copy(p) for p in found.values()]
 
     def install(self, *items: str | Path) -> None:
-        """`pip install` of requirement strings and project directories, under the constraints."""
-        args = [str(self.python), "-m", "pip", "install", "-q", "-c", str(self.constraints), *map(str, items)]
-        proc = subprocess.run(args, capture_output=True, text=True, env=self.env())
+        """`pip install` of requirement strings and project directories (`DIR` or `DIR[extra]`)."""
+        projects = [Path(str(i).split("[")[0]) for i in items if Path(str(i).split("[")[0]).is_dir()]
+        needed = {r for p in projects for r in build_requirements(p)} - self._build_requirements
+        if needed:
+            self._pip(*sorted(needed))
+            self._build_requirements |= needed
+        self._pip("--no-build-isolation", *items)
+
+    def _pip(self, *args: str | Path) -> None:
+        """One `pip install` into this environment, under the constraints."""
+        if self._outer_pip:
+            pip = [sys.executable, "-m", "pip", "--python", str(self.python)]
+        else:
+            pip = [str(self.python), "-m", "pip"]
+        command = [*pip, "install", "-q", "--disable-pip-version-check", "-c", str(self.constraints), *map(str, args)]
+        start = time.monotonic()
+        proc = subprocess.run(command, capture_output=True, text=True, env=self.env())
+        names = " ".join(Path(str(a)).name for a in args if not str(a).startswith("-"))
+        self.timings.append((f"pip install {names}", time.monotonic() - start))
         if proc.returncode != 0:
             raise AssertionError(f"pip install in a fresh environment failed:\n{proc.stdout}\n{proc.stderr}")
 
     def install_project(self, project: Path, extra: str | None = None, copy: bool = True) -> None:
         """Install `project` (with `extra`) and, from their directories, the local projects it needs."""
+        self.installed.add(project_name(project))
         names = [*ALWAYS, *declared_requirements(project)]
         if extra is not None:
             names += declared_requirements(project, extra)
@@ -182,6 +236,7 @@ def fresh_environment(root: Path, sources: Sequence[Path], requirements: Sequenc
     """A new virtual environment with only the kernel, `theta-update-dense`, the projects `sources`
     (copied first, with the local projects they need) and `requirements`; returns its bin directory."""
     env = FreshEnvironment(root)
+    env.installed.update(project_name(p) for p in sources)
     projects = [env.copy(p) for p in sources]
     needed = [*ALWAYS, *(n for p in sources for n in declared_requirements(p))]
     local = env.local_sources(needed)

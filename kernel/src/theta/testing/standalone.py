@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def run_plugin_tests_in_fresh_environment(
     env = FreshEnvironment(tmp_path / "env")
     if before_tests is not None:
         env.install_project(copy, copy=False)
+        start = time.monotonic()
         before_tests(env.bin_dir)
+        env.timings.append(("checks before the [test] extra", time.monotonic() - start))
     env.install_project(copy, extra="test", copy=False)
 
     run_env = {k: v for k, v in env.env().items() if not k.startswith(("PYTEST_", "THETA_", "GIT_"))}
@@ -60,8 +63,13 @@ def run_plugin_tests_in_fresh_environment(
         "-c", str(copy / "pyproject.toml"), "--rootdir", str(copy), "--import-mode=importlib",
         f"--basetemp={tmp_path / 'basetemp'}", "--ignore", str(copy / left_out), str(copy),
     ]  # fmt: skip
+    start = time.monotonic()
     proc = subprocess.run(args, cwd=copy, env=run_env, capture_output=True, text=True, timeout=timeout)
+    env.timings.append(("pytest", time.monotonic() - start))
     output = proc.stdout + proc.stderr
+    summary = output.strip().splitlines()[-1] if output.strip() else "no output"
+    steps = "".join(f"\n  {what}: {took:.1f} s" for what, took in env.timings)
+    print(f"{plugin.name} alone in a fresh environment: {summary}{steps}")
     passed = re.search(r"(\d+) passed", output)
     assert proc.returncode == 0 and passed and int(passed.group(1)) > 0, (
         f"the tests of {plugin.name}, alone in a fresh environment, did not pass (exit {proc.returncode}):\n"

@@ -1,5 +1,7 @@
-"""The plugin in a fresh environment without TensorFlow: files written beforehand by TensorFlow
-are tracked, committed and checked out there, then restored by TensorFlow in this process."""
+"""The plugin on its own, in one fresh environment: first without TensorFlow (files written
+beforehand by TensorFlow are tracked, committed and checked out there, then restored by
+TensorFlow in this process), then with its [test] extra, running its own tests from a copy of
+its directory."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 from theta.tensors import Tensor
-from theta.testing import fresh_environment, read_checkpoint, setup_git_home, write_checkpoint
+from theta.testing import read_checkpoint, run_plugin_tests_in_fresh_environment, setup_git_home, write_checkpoint
 from theta_format_tensorflow import KerasH5Format
 
 PLUGIN = Path(__file__).resolve().parents[1]
@@ -27,8 +29,14 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 @pytest.mark.slow
-def test_track_and_check_out_in_a_venv_without_tensorflow(tf_files: Any, tmp_path: Path) -> None:
-    bin_dir = fresh_environment(tmp_path, [PLUGIN])
+def test_track_and_check_out_in_a_venv_without_tensorflow_then_its_own_tests(tf_files: Any, tmp_path: Path) -> None:
+    def checks(bin_dir: Path) -> None:
+        without_tensorflow(tf_files, tmp_path, bin_dir)
+
+    run_plugin_tests_in_fresh_environment(PLUGIN, tmp_path, leave_out=__file__, before_tests=checks)
+
+
+def without_tensorflow(tf_files: Any, tmp_path: Path, bin_dir: Path) -> None:
     probe = "import importlib.util as u; print(u.find_spec('tensorflow') is None and u.find_spec('keras') is None)"
     assert run([str(bin_dir / "python"), "-c", probe], tmp_path, dict(os.environ)).strip() == "True"
     env = setup_git_home(tmp_path / "home", bin_dir)
