@@ -221,3 +221,15 @@ def test_bad_revision_is_one_line(two_versions: GitRepo) -> None:
     result = two_versions.theta("diff", "nosuchrev", "HEAD", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == "theta: error: unknown revision 'nosuchrev' (not a commit in this repository)"
+
+
+def test_missing_objects_leave_out_figures_not_the_diff(two_versions: GitRepo) -> None:
+    import shutil
+
+    for store in (two_versions.path / ".git" / "lfs" / "objects", two_versions.path / ".git" / "theta" / "objects"):
+        shutil.rmtree(store, ignore_errors=True)  # never pushed: the remote has none of them either
+    result = two_versions.theta("diff", "--json", "HEAD~1", "HEAD")
+    (diff,) = [json.loads(line) for line in result.stdout.splitlines()]
+    changed = [p for p in diff["parameters"] if p["status"] == "changed"]
+    assert len(changed) == 4 and all(p["l2"] is None for p in changed)
+    assert "its figures are left out" in result.stderr and "fc1.bias" in result.stderr

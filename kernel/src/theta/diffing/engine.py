@@ -6,12 +6,16 @@ tensor of the same shape the two versions are loaded (one at a time) and compare
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from attrs import evolve
 
 from theta.diffing.figures import compare
 from theta.diffing.select import Selector, selector
 from theta.diffing.sides import Entry, MetadataSide, Side
 from theta.diffs import ADDED, CHANGED, REMOVED, UNCHANGED, DiffSummary, FileDiff, ParameterDiff
+from theta.errors import ObjectMissing
 from theta.tensors import Tensor
 
 
@@ -41,7 +45,8 @@ def diff_file(
         changed = [n for n, e in new_entries.items() if n in old_entries and _comparable(old_entries[n], e)]
         for side in (old, new):
             if isinstance(side, MetadataSide) and changed:
-                side.prepare(changed)
+                with contextlib.suppress(ObjectMissing):  # each parameter then says what it lacks
+                    side.prepare(changed)
         for name, entry in new_entries.items():
             new_order.append(name)
             rows.append(_row(name, old_entries.get(name), entry, old, lambda n=name: new.load(n)))  # type: ignore[union-attr]
@@ -83,8 +88,12 @@ def _row(name: str, old: Entry | None, new: Entry, old_side: Side | None, load_n
     if (old.dtype, old.shape) != (new.dtype, new.shape):
         row = evolve(row, old_dtype=old.dtype, old_shape=old.shape)
     if old.shape == new.shape and old_side is not None:
-        old_tensor: Tensor = old_side.load(name)
-        figures = compare(old_tensor, load_new())
+        try:
+            old_tensor: Tensor = old_side.load(name)
+            figures = compare(old_tensor, load_new())
+        except ObjectMissing as exc:  # the layouts are still worth showing
+            print(f"theta: warning: {exc}; its figures are left out", file=sys.stderr)
+            return row
         del old_tensor
         row = evolve(
             row,
