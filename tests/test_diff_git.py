@@ -47,9 +47,12 @@ def assert_no_rebuild(result_stderr: str) -> int:
         ("log", "-p"),
         ("log", "-p", "--ext-diff"),
         ("show", "--ext-diff", "HEAD"),
+        ("-c", "color.ui=never", "--no-pager", "show", "HEAD"),
+        ("lp",),  # an alias for log -p
     ],
 )
 def test_no_fatal_and_no_rebuilt_checkpoint(history: GitRepo, command: tuple[str, ...]) -> None:
+    history.git("config", "alias.lp", "log -p")
     result = traced(history).git(*command)
     assert "fatal:" not in result.stdout + result.stderr
     assert "layers" not in result.stderr and "Traceback" not in result.stderr
@@ -90,6 +93,12 @@ def test_git_diff_of_the_working_tree(history: GitRepo) -> None:
     assert lines[-1].strip() == "1 changed, 0 added, 0 removed, 6 unchanged; not stored yet"
     plain = history.git("diff", "--no-ext-diff").stdout  # the textconv reads the working tree's checkpoint
     assert "-fc2.bias" in plain and "+fc2.bias" in plain and "(not stored)" in plain
+
+
+def test_a_checkout_still_writes_the_checkpoint(history: GitRepo) -> None:
+    result = traced(history).git("checkout", "-q", "HEAD~1")
+    assert not LEFT.findall(result.stderr) and SMUDGE.findall(result.stderr)
+    assert history.read(MODEL) == make_v1()
 
 
 def test_stat_stays_meaningful(history: GitRepo) -> None:
