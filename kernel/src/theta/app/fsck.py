@@ -12,6 +12,7 @@ The listing of what commits need (`needed_objects`) is also what `git theta gc` 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import sys
 import tempfile
@@ -26,9 +27,11 @@ from theta.errors import ThetaError
 from theta.formats import open_file_source
 from theta.git.lfs import fetch_objects
 from theta.git.repo import Repo, run_git
-from theta.metadata import HASH_PREFIX, Metadata, Parameter, loads, looks_like_metadata
+from theta.metadata import HASH_PREFIX, ArrayObject, Metadata, Parameter, loads, looks_like_metadata
 from theta.session import Session
+from theta.store import codecs
 from theta.store.objects import ObjectStore, temp_prefix
+from theta.tensors import Tensor, dtype
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
 MAX_METADATA = 256 << 20  # blobs larger than this are not read as metadata files
@@ -248,15 +251,21 @@ def _stored_whole(param: Parameter) -> bool:
 
 
 def rebuild_from_work_tree(session: Session, needed: Needed, oids: set[str]) -> set[str]:
-    """Rewrite objects that hold a whole tensor from the work tree's checkpoints; returns those rebuilt."""
-    whole = {oid for oid in oids if any(_is_tensor_object(oid, p) for _, p in needed.parameters.values())}
+    """Rewrite objects that hold a whole tensor from the work tree's checkpoints; returns those rebuilt.
+
+    An object is rebuilt when a tracked file of the work tree holds a tensor whose sha256 is the
+    parameter's and that, stored the way the object says (its codec), gives the object's oid.
+    """
+    wanted: dict[str, list[ArrayObject]] = {}  # tensor hash -> the lost objects that hold it whole
+    for _, param in needed.parameters.values():
+        record = _whole_tensor_object(param)
+        if record is not None and record.oid in oids:
+            wanted.setdefault(param.hash.removeprefix(HASH_PREFIX), []).append(record)
     rebuilt: set[str] = set()
-    if not whole:
-        return rebuilt
     top = session.repo.top_level
-    for path in tracked_files(session.repo):
+    for path in tracked_files(session.repo) if wanted else []:
         file = top / path
-        if not file.is_file() or not whole - rebuilt:
+        if not file.is_file():
             continue
         try:
             with open_file_source(file, path) as source:
@@ -264,19 +273,35 @@ def rebuild_from_work_tree(session: Session, needed: Needed, oids: set[str]) -> 
                     continue
                 fmt = choose_format(session.registry, path, source.head, session.format_override(path))
                 for _, tensor in fmt.read(source).parameters:
-                    oid = tensor.sha256()
-                    if oid in whole and oid not in rebuilt:
-                        session.store.put(tensor.data, oid=oid)
-                        rebuilt.add(oid)
+                    for record in wanted.pop(tensor.sha256(), []):
+                        stored = _stored_form(record, tensor)
+                        if stored is not None and hashlib.sha256(stored).hexdigest() == record.oid:
+                            session.store.put(stored, oid=record.oid)
+                            rebuilt.add(record.oid)
         except (ThetaError, OSError) as exc:
             print(f"theta: fsck: warning: {path}: cannot read it to rebuild objects: {exc}", file=sys.stderr)
     return rebuilt
 
 
-def _is_tensor_object(oid: str, param: Parameter) -> bool:
-    return param.hash == HASH_PREFIX + oid and any(
-        r.oid == oid and r.codec == "raw" for s in param.steps for r in s.objects.values()
-    )
+def _whole_tensor_object(param: Parameter) -> ArrayObject | None:
+    """The object of a parameter stored whole in one step (the tensor itself, under some codec)."""
+    if len(param.steps) != 1 or len(param.steps[0].objects) != 1:
+        return None
+    record = next(iter(param.steps[0].objects.values()))
+    return record if (record.dtype, record.shape) == (param.dtype, param.shape) else None
+
+
+def _stored_form(record: ArrayObject, tensor: Tensor) -> bytes | memoryview | None:
+    """The tensor's bytes as its object stores them (codecs are deterministic), or None."""
+    if record.codec == "raw":
+        return tensor.data
+    if record.codec == "zstd":
+        return codecs.encode(tensor.data)[1]
+    encode_dense = getattr(codecs, "encode_dense", None)
+    if encode_dense is None:
+        return None
+    codec, stored = encode_dense(tensor.data, dtype(tensor.dtype).itemsize)
+    return stored if codec == record.codec else None
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -357,7 +382,7 @@ def _report(problem: Problem, needed: Needed, corrupt: set[str], missing: set[st
         source = "the remote does not have it either"
     else:
         source = "a good copy is on the remote: `git theta fsck --repair` fetches it"
-    rebuild = any(_is_tensor_object(oid, p) for _, p in needed.parameters.values())
+    rebuild = any((r := _whole_tensor_object(p)) is not None and r.oid == oid for _, p in needed.parameters.values())
     if rebuild and problem.use is not None:
         source += f"; re-adding the checkpoint (`git add {problem.use.path}`) from a good copy rewrites it"
     return f"{where}: object {oid} is {state}; {source}"
