@@ -90,7 +90,17 @@ def _color(choice: str, stream: object) -> bool:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("diff", cmd_diff, "how tracked checkpoints changed, parameter by parameter, with figures")
+    p = add(
+        "diff",
+        cmd_diff,
+        "how tracked checkpoints changed, parameter by parameter, with figures",
+        examples=[
+            "git theta diff                                  # the working tree against the index",
+            "git theta diff HEAD~1 HEAD -- model.safetensors",
+            "git theta diff v1 v2 --params 'layers.0.*' --json",
+            "git theta diff v1 v2 --plot diff.png",
+        ],
+    )
     p.add_argument(
         "positionals",
         nargs="*",

@@ -43,7 +43,12 @@ def cmd_checkout(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("fetch", cmd_fetch, "download the objects that tracked files need at a revision (works without a checkout)")
+    p = add(
+        "fetch",
+        cmd_fetch,
+        "download the objects that tracked files need at a revision (works without a checkout)",
+        examples=["git theta fetch", "git theta fetch v1 model.safetensors --params 'layers.0.*'"],
+    )
     p.add_argument("rev", nargs="?", default="HEAD")
     p.add_argument("paths", nargs="*")
     p.add_argument(
@@ -53,5 +58,6 @@ def register(add) -> None:  # type: ignore[no-untyped-def]
         "checkout",
         cmd_checkout,
         "write tracked files that were left as metadata (a lazy clone, or after installing a plugin)",
+        examples=["GIT_LFS_SKIP_SMUDGE=1 git clone URL model && cd model && git theta checkout model.safetensors"],
     )
     p.add_argument("paths", nargs="*")

@@ -79,7 +79,12 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("log", cmd_log, "the commits that changed tracked checkpoints: parameters, update types, bytes stored")
+    p = add(
+        "log",
+        cmd_log,
+        "the commits that changed tracked checkpoints: parameters, update types, bytes stored",
+        examples=["git theta log", "git theta log model.safetensors -n 5 --json"],
+    )
     p.add_argument("paths", nargs="*", metavar="PATH")
     p.add_argument("--rev", default="HEAD", help="walk the history of this revision (default HEAD)")
     p.add_argument("-n", "--max-count", type=int, help="show at most this many commits")

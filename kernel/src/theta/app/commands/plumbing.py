@@ -58,10 +58,15 @@ def register(add) -> None:  # type: ignore[no-untyped-def]
         cmd_diff_textconv,
         "one version of a checkpoint as text (called by git log -p, git show)",
         plumbing=True,
+        examples=["git config diff.theta.textconv 'git-theta diff-textconv --'"],
     )
     p.add_argument("file")
     p = add(
-        "diff-driver", cmd_diff_driver, "the per-parameter diff of a checkpoint (called by git diff)", plumbing=True
+        "diff-driver",
+        cmd_diff_driver,
+        "the per-parameter diff of a checkpoint (called by git diff)",
+        plumbing=True,
+        examples=["git config diff.theta.command 'git-theta diff-driver --'"],
     )
     p.add_argument("args", nargs="*", help="git's: path old-file old-hex old-mode new-file new-hex new-mode")
     p = add("merge", cmd_merge, "merge driver (called by git)", plumbing=True)

@@ -91,7 +91,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("show", cmd_show, "export tensors of a checkpoint at a revision to a safetensors file")
+    p = add(
+        "show",
+        cmd_show,
+        "export tensors of a checkpoint at a revision to a safetensors file",
+        examples=["git theta show v1:model.safetensors --params 'lm_head.*' -o lm_head.safetensors"],
+    )
     p.add_argument("spec", metavar="REV:PATH")
     p.add_argument("--params", nargs="+", action="extend", metavar="GLOB", help="only parameters these globs match")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the safetensors file to write")
