@@ -97,7 +97,7 @@ class Ties(MergeStrategy):
                 for side, trim in zip(sides, trims, strict=True):
                     d = values(side, span) - b
                     if trim is not None:
-                        d = np.where(trim.mask(magnitude_keys(d)), d, kind(0))
+                        d[~trim.mask(magnitude_keys(d))] = 0
                     deltas.append(d)
                 out.put(span, combine(b, (deltas[0], deltas[1]), weights, options.scale, elect_sign=True))
         return out.tensor()
@@ -133,9 +133,9 @@ class Dare(MergeStrategy):
                     d = values(side, span) - b
                     if mask is not None:
                         _, keep = next(mask)
-                        d = np.where(keep, d, kind(0))
+                        d[~keep] = 0
                     if factor is not None:
-                        d = d * factor
+                        d *= factor
                     deltas.append(d)
                 elect = options.sign_election
                 out.put(span, combine(b, (deltas[0], deltas[1]), weights, options.scale, elect_sign=elect))

@@ -16,19 +16,27 @@ def combine(
     the sum of the weighted deltas whose sign is the elected one (that of the weighted sum,
     positive at 0) divided by the sum of their weights (1 where none is kept).
 
-    Elements whose merged change is zero keep the base's bits.
+    `deltas` are the caller's own arrays and are overwritten. Elements whose merged change is
+    zero keep the base's bits.
     """
-    weighted = [w * d for w, d in zip(weights, deltas, strict=True)]
+    weighted = list(deltas)
+    for delta, weight in zip(weighted, weights, strict=True):
+        if weight != 1:
+            delta *= weight
+    ours, theirs = weighted
     if not elect_sign:
-        mixed = weighted[0] + weighted[1]
+        mixed = ours + theirs
     else:
-        kind = base.dtype.type
-        elected = np.where(weighted[0] + weighted[1] >= 0, kind(1), kind(-1))
-        kept = [(np.sign(wd) == elected).astype(base.dtype) for wd in weighted]
-        mixed = weighted[0] * kept[0] + weighted[1] * kept[1]
-        divisor = weights[0] * kept[0] + weights[1] * kept[1]
+        positive = (ours + theirs) >= 0  # NaN elects the negative sign, as in mergekit
+        kept = [np.where(positive, d > 0, d < 0) for d in weighted]  # a zero delta is never kept
+        for delta, keep in zip(weighted, kept, strict=True):
+            delta[~keep] = 0
+        mixed = ours + theirs
+        divisor = kept[0] * weights[0] + kept[1] * weights[1]
         divisor[divisor == 0] = 1
-        mixed = mixed / divisor
+        mixed /= divisor
     if scale != 1.0:
-        mixed = mixed * base.dtype.type(scale)
-    return np.where(mixed == 0, base, base + mixed)
+        mixed *= base.dtype.type(scale)
+    merged = base + mixed
+    np.copyto(merged, base, where=mixed == 0)
+    return merged
