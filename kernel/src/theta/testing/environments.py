@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -60,11 +61,24 @@ def project_dir(dist: metadata.Distribution) -> Path | None:
 
 
 def local_project(name: str) -> Path | None:
-    """The project directory the running environment installed `name` from, if it is a local install."""
-    try:
-        return project_dir(metadata.distribution(name))
-    except metadata.PackageNotFoundError:
-        return None
+    """The project directory the running environment installed `name` from, if it is a local install.
+
+    An editable install can be found twice (its dist-info, and the egg-info in its source
+    folder when that is on the path): any record that names a directory counts."""
+    return next((p for p in map(project_dir, _records(name)) if p is not None), None)
+
+
+def _records(name: str) -> list[metadata.Distribution]:
+    return _installed().get(canonical(name), [])
+
+
+@cache
+def _installed() -> dict[str, list[metadata.Distribution]]:
+    """The running environment's distribution records by name, in path order (read once)."""
+    found: dict[str, list[metadata.Distribution]] = {}
+    for dist in metadata.distributions():
+        found.setdefault(canonical(dist.metadata["Name"] or ""), []).append(dist)
+    return found
 
 
 def distribution_source(name: str) -> Path | str:
@@ -96,11 +110,9 @@ def project_name(project: Path) -> str:
 def declared_requirements(project: Path, extra: str | None = None) -> list[str]:
     """The requirement names `project` declares: its dependencies, or those of its `extra`."""
     if tomllib is not None:
-        declared = tomllib.loads((project / "pyproject.toml").read_text()).get("project", {})
+        table = tomllib.loads((project / "pyproject.toml").read_text()).get("project", {})
         listed = (
-            declared.get("dependencies", [])
-            if extra is None
-            else declared.get("optional-dependencies", {}).get(extra, [])
+            table.get("dependencies", []) if extra is None else table.get("optional-dependencies", {}).get(extra, [])
         )
         return [requirement_name(r) for r in listed]
     return _installed_requirements(project, extra)
@@ -127,12 +139,11 @@ def _installed_requirements(project: Path, extra: str | None) -> list[str]:
 
 def running_versions() -> list[str]:
     """`name==version` of every package the running environment has from an index (not from a directory)."""
-    pins = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name and project_dir(dist) is None:
-            pins[canonical(name)] = f"{canonical(name)}=={dist.version}"
-    return sorted(pins.values())
+    return sorted(
+        f"{name}=={records[0].version}"
+        for name, records in _installed().items()
+        if name and all(project_dir(d) is None for d in records)
+    )
 
 
 class FreshEnvironment:
@@ -219,12 +230,18 @@ class FreshEnvironment:
         if proc.returncode != 0:
             raise AssertionError(f"pip install in a fresh environment failed:\n{proc.stdout}\n{proc.stderr}")
 
-    def install_project(self, project: Path, extra: str | None = None, copy: bool = True) -> None:
-        """Install `project` (with `extra`) and, from their directories, the local projects it needs."""
-        self.installed.add(project_name(project))
-        names = [*ALWAYS, *declared_requirements(project)]
+    def install_project(
+        self, project: Path, extra: str | None = None, copy: bool = True, origin: Path | None = None
+    ) -> None:
+        """Install `project` (with `extra`) and, from their directories, the local projects it needs.
+
+        `origin`, the directory `project` was copied from, is where its requirements are read
+        when Python lacks tomllib (they then come from the metadata of its editable install)."""
+        declared = origin if origin is not None and tomllib is None else project
+        self.installed.add(project_name(declared))
+        names = [*ALWAYS, *declared_requirements(declared)]
         if extra is not None:
-            names += declared_requirements(project, extra)
+            names += declared_requirements(declared, extra)
         sources = self.local_sources(names)
         missing = [distribution_source(n) for n in ALWAYS if n not in self.installed and local_project(n) is None]
         self.installed.update(ALWAYS)

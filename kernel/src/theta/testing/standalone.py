@@ -50,11 +50,11 @@ def run_plugin_tests_in_fresh_environment(
     copy = Path(shutil.copytree(plugin, tmp_path / "plugin" / plugin.name, ignore=shutil.ignore_patterns(*LEFTOVERS)))
     env = FreshEnvironment(tmp_path / "env")
     if before_tests is not None:
-        env.install_project(copy, copy=False)
+        env.install_project(copy, copy=False, origin=plugin)
         start = time.monotonic()
         before_tests(env.bin_dir)
         env.timings.append(("checks before the [test] extra", time.monotonic() - start))
-    env.install_project(copy, extra="test", copy=False)
+    env.install_project(copy, extra="test", copy=False, origin=plugin)
 
     run_env = {k: v for k, v in env.env().items() if not k.startswith(("PYTEST_", "THETA_", "GIT_"))}
     run_env[INSIDE_A_COPY] = "1"
