@@ -49,10 +49,14 @@ def assert_no_rebuild(result_stderr: str) -> int:
         ("show", "--ext-diff", "HEAD"),
         ("-c", "color.ui=never", "--no-pager", "show", "HEAD"),
         ("lp",),  # an alias for log -p
+        ("stash", "show", "-p", "--ext-diff"),
     ],
 )
 def test_no_fatal_and_no_rebuilt_checkpoint(history: GitRepo, command: tuple[str, ...]) -> None:
     history.git("config", "alias.lp", "log -p")
+    if command[0] == "stash":
+        history.write(MODEL, make_v1())
+        history.git("stash", "-q")
     result = traced(history).git(*command)
     assert "fatal:" not in result.stdout + result.stderr
     assert "layers" not in result.stderr and "Traceback" not in result.stderr

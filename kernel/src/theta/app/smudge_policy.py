@@ -36,11 +36,14 @@ DIFF_ONLY = frozenset(
         "grep",
     }
 )
+# git commands whose subcommand only shows changes (`git stash show -p`).
+DIFF_ONLY_SUBCOMMANDS = {"stash": frozenset({"show"})}
 # git's global options that take their value as the next argument.
 OPTIONS_WITH_VALUE = frozenset(
     {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--super-prefix", "--config-env"}
 )
 MAX_ANCESTORS = 4
+MAX_ALIASES = 8  # an alias naming an alias, ...; git itself refuses loops
 
 
 def reason(skip_smudge: bool = False) -> str | None:
@@ -50,7 +53,7 @@ def reason(skip_smudge: bool = False) -> str | None:
     if os.environ.get(SKIP_ENV, "").strip().lower() in TRUE:
         return f"{SKIP_ENV}={os.environ[SKIP_ENV]}"
     command = parent_git_command()
-    if command in DIFF_ONLY:
+    if command is not None and (command in DIFF_ONLY or " " in command):
         return f"git {command} only shows changes"
     return None
 
@@ -71,7 +74,8 @@ def parent_git_command(pid: int | None = None) -> str | None:
     return None
 
 
-def _subcommand(args: list[str]) -> str | None:
+def _subcommand(args: list[str], depth: int = 0) -> str | None:
+    """The git command `args` (git's own arguments, without `git`) run, as `diff` or `stash show`."""
     i = 0
     while i < len(args):
         arg = args[i]
@@ -81,18 +85,25 @@ def _subcommand(args: list[str]) -> str | None:
         if arg.startswith("-"):
             i += 1
             continue
-        return _resolve_alias(arg)
+        expansion = _alias(arg) if depth < MAX_ALIASES else None
+        if expansion is not None:
+            return _subcommand(expansion + args[i + 1 :], depth + 1)
+        rest = [a for a in args[i + 1 :] if not a.startswith("-")]
+        if rest and rest[0] in DIFF_ONLY_SUBCOMMANDS.get(arg, ()):
+            return f"{arg} {rest[0]}"
+        return arg
     return None
 
 
-def _resolve_alias(name: str) -> str:
+def _alias(name: str) -> list[str] | None:
+    """What the alias `name` expands to; None when it is no alias (or runs a shell command)."""
     try:
         expansion = run_git("config", "--get", f"alias.{name}", check=False).split()
     except OSError:
-        return name
-    if not expansion or expansion[0].startswith("!"):
-        return name
-    return _subcommand(expansion) or name
+        return None
+    if not expansion or expansion[0].startswith("!") or expansion[0] == name:
+        return None
+    return expansion
 
 
 def _cmdline(pid: int) -> list[str] | None:
