@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ def lfs_repo(repo: GitRepo, v1: bytes) -> GitRepo:
     return repo
 
 
-def test_track_warns_when_git_lfs_has_the_pattern(lfs_repo: GitRepo) -> None:
+def test_track_warns_when_git_lfs_has_the_pattern(lfs_repo: GitRepo, v1: bytes) -> None:
     result = lfs_repo.theta("track", "*.safetensors")
     assert "theta: warning: '*.safetensors' is also tracked by Git LFS" in result.stderr
     assert "`*.safetensors filter=lfs diff=lfs merge=lfs -text`" in result.stderr
@@ -37,6 +39,11 @@ def test_track_warns_when_git_lfs_has_the_pattern(lfs_repo: GitRepo) -> None:
     assert "run `git theta migrate '*.safetensors'`" in result.stderr
     quiet = lfs_repo.theta("track", "*.pt")
     assert "warning" not in quiet.stderr
+    lfs_repo.git("add", "--renormalize", MODEL)  # as git compares it: the file Git LFS committed, unchanged
+    assert lfs_repo.blob(f":{MODEL}").startswith(b"version https://git-lfs"), "it stays Git LFS's until migrated"
+    lfs_repo.write(MODEL, edited(v1, "layers.0.attn.weight"))
+    lfs_repo.git("add", MODEL)
+    assert json.loads(lfs_repo.blob(f":{MODEL}"))["format"] == "safetensors", "a changed file is Theta's"
 
 
 def test_migrate_converts_the_working_tree_and_keeps_history(
@@ -60,7 +67,10 @@ def test_migrate_converts_the_working_tree_and_keeps_history(
     lfs_repo.git("checkout", "-q", "HEAD~1")  # history is as it was: that commit's model is a Git LFS file
     assert lfs_repo.blob(f"HEAD:{MODEL}").startswith(b"version https://git-lfs")
     assert lfs_repo.read(MODEL) == v1 and lfs_repo.read(DATA) == PAYLOAD
-    lfs_repo.git("checkout", "-q", "main")
+    later = time.time() + 100  # stat data that no longer matches: git compares the content, through Theta's filter
+    os.utime(lfs_repo.path / MODEL, (later, later))
+    lfs_repo.git("checkout", "-q", "main")  # not "your local changes would be overwritten"
+    lfs_repo.run("sh", "-c", "git checkout -q HEAD~1 && git checkout -q main")  # racily clean: compared by content
     assert lfs_repo.read(MODEL) == v1
 
     v2 = edited(v1, "layers.1.attn.weight")

@@ -96,9 +96,9 @@ class Progress:
             self._bar = self._open_bar()
         self._bar.update(amount)
 
-    def reader(self, stream: Any) -> CountingReader:
-        """`stream` (something with `readinto`) counted into this progress as it is read."""
-        return CountingReader(stream, self)
+    def reader(self, stream: Any, digest: Any = None) -> CountingReader:
+        """`stream` (something with `readinto`) counted into this progress as it is read (and fed to `digest`)."""
+        return CountingReader(stream, self, digest)
 
     def writer(self, sink: BinaryIO) -> CountingWriter:
         """`sink` counted into this progress as it is written."""
@@ -181,10 +181,11 @@ class Progress:
 class CountingReader(io.RawIOBase):
     """A readable stream that counts what is read from it into a `Progress`."""
 
-    def __init__(self, stream: Any, progress: Progress) -> None:
+    def __init__(self, stream: Any, progress: Progress, digest: Any = None) -> None:
         super().__init__()
         self._stream = stream
         self._progress = progress
+        self._digest = digest
 
     def readable(self) -> bool:
         return True
@@ -193,6 +194,8 @@ class CountingReader(io.RawIOBase):
         got = self._stream.readinto(buffer) or 0
         if got:
             self._progress.advance(got)
+            if self._digest is not None:
+                self._digest.update(memoryview(buffer)[:got])
         return got
 
 

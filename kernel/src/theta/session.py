@@ -72,9 +72,11 @@ class Session:
 
     def clean(self, path: str, stream: ByteStream) -> bytes:
         """What git stores for the file `stream` holds: its metadata (a metadata file passes through, checked)."""
+        committed = self._committed_lfs_pointer(path)
+        digest = hashlib.sha256() if committed is not None else None
         with (
             Progress(f"adding {path}", self._work_tree_size(path), "B") as progress,
-            open_source(path, progress.reader(stream), spool_dir=self.spool_dir) as source,
+            open_source(path, progress.reader(stream, digest), spool_dir=self.spool_dir) as source,
         ):
             if not source.head or looks_like_metadata(source.head) or _is_lfs_pointer(source.head):
                 data = source.read_rest()
@@ -86,6 +88,11 @@ class Session:
             known = self.previous_versions(path) + self.sibling_versions(path)
             metadata = self.cleaner.clean(source, fmt, known, settings)
             check_side_data(settings.side_data, [*metadata.parameters, *self._model_parameters(path)], path)
+            if committed is not None and digest is not None:
+                while source.read(1 << 20):
+                    pass
+                if committed.decode().split("oid sha256:", 1)[-1][:64] == digest.hexdigest():
+                    return committed  # the very file Git LFS committed: unchanged until `git theta migrate`
             return dumps(metadata)
 
     def smudge(self, path: str, blob: bytes, sink: BinaryIO) -> str | None:
@@ -107,6 +114,17 @@ class Session:
             self.smudger.smudge(metadata, path, progress.writer(sink))
         self.remember_checkout(path, blob)
         return None
+
+    def _committed_lfs_pointer(self, path: str) -> bytes | None:
+        """The index's Git LFS pointer for `path`, when Git LFS committed it and no migration is asked for.
+
+        git compares a file with the index through the filter the current attributes name,
+        which after `git checkout` of an older commit may be Theta's for a file Git LFS wrote.
+        """
+        staged = self.repo.read_blob(f":{path}")
+        if staged is None or not _is_lfs_pointer(staged) or self.repo.config("theta.migrateLfs") == "true":
+            return None
+        return staged
 
     def _work_tree_size(self, path: str) -> int:
         """The size of the file being added, for its progress line (0 when unknown)."""

@@ -93,7 +93,7 @@ def migrate(repo: Repo, pattern: str, fmt: str | None) -> list[str]:
     for path in pending:
         pointer = parse_pointer(repo.read_blob(f":{path}") or b"", path)
         sources[path] = (pointer, ensure_content(repo, path, pointer))
-    repo.git("add", "--renormalize", "--", *pending)
+    repo.git("-c", "theta.migrateLfs=true", "add", "--renormalize", "--", *pending)
     repo.close()  # the next read of the index starts a new `git cat-file`, which sees the new entries
     for path, (pointer, source) in sources.items():
         metadata = loads_if_metadata(repo.read_blob(f":{path}"), path)
