@@ -45,14 +45,18 @@ DEFAULT_ROOT_UPDATE = "dense"
 SMALL_ENOUGH = 1 / 32
 # An update is kept only when it stores at most this share of the tensor stored whole...
 PAYS = 0.5
-# ... and while all the objects of its chain stay within this multiple of that.
-CHAIN_FACTOR = 1.2
+# ... and while all the objects of its chain stay within this multiple of that, and within
+# the tensor's own size (so a clone never downloads more than the checkpoint it checks out).
+CHAIN_FACTOR = 1.5
+# Tensors smaller than this weigh nothing in a clone: for them an update need only be smaller.
+PAYS_BYTES = 1 << 18
 # Tensors of at least this many bytes (and at least 2-D) are screened on a sample of rows:
-# TRIAL_SHARE of them, at least TRIAL_ROWS. A candidate whose estimate exceeds what it may
-# store by TRIAL_SLACK is not run on the whole tensor.
-TRIAL_BYTES = 1 << 22
+# TRIAL_SHARE of them, at least TRIAL_ROWS and at most about TRIAL_ELEMENTS elements. A
+# candidate whose estimate exceeds what it may store by TRIAL_SLACK is not run on the whole.
+TRIAL_BYTES = 1 << 18
 TRIAL_SHARE = 1 / 16
-TRIAL_ROWS = 64
+TRIAL_ROWS = 32
+TRIAL_ELEMENTS = 1 << 16
 TRIAL_SLACK = 1.5
 
 Fetcher = Callable[[Sequence[tuple[str, int]], str], list[str]]
@@ -225,10 +229,12 @@ class Cleaner:
         candidates = self._candidates(settings)
         if not candidates:
             return ()
-        whole = codecs.dense_estimate(tensor.data, dtype(tensor.dtype).itemsize)
-        chain = sum(record.size for step in previous.steps for record in step.objects.values())
-        budget = min(PAYS * whole, CHAIN_FACTOR * whole - chain)
         forced = settings.update_type is not None
+        budget = float(tensor.nbytes)
+        if tensor.nbytes >= PAYS_BYTES:
+            whole = codecs.dense_estimate(tensor.data, dtype(tensor.dtype).itemsize)
+            chain = sum(record.size for step in previous.steps for record in step.objects.values())
+            budget = min(PAYS * whole, min(CHAIN_FACTOR * whole, tensor.nbytes) - chain)
         if budget <= 0 and not forced:
             return ()  # the chain has cost as much as it may: start again whole
         try:
@@ -283,7 +289,9 @@ class Cleaner:
         rows = tensor.shape[0] if len(tensor.shape) >= 2 else 0
         if tensor.nbytes < TRIAL_BYTES or rows < 2 * TRIAL_ROWS:
             return True
-        picked = np.unique(np.linspace(0, rows - 1, max(TRIAL_ROWS, math.ceil(rows * TRIAL_SHARE))).astype(np.int64))
+        per_row = tensor.numel // rows
+        count = min(max(TRIAL_ROWS, math.ceil(rows * TRIAL_SHARE)), max(TRIAL_ROWS, TRIAL_ELEMENTS // per_row))
+        picked = np.unique(np.linspace(0, rows - 1, count).astype(np.int64))
         sample, sample_base = (
             Tensor.from_numpy(np.ascontiguousarray(t.numpy()[picked]), dtype_name=t.dtype) for t in (tensor, base)
         )
@@ -291,9 +299,15 @@ class Cleaner:
             update = update_type.encode(sample, sample_base, None)
             if update is None:
                 return False
-            estimate = self.params.pack(update_type.name, update).stored_size * rows / picked.size
+            packed = self.params.pack(update_type.name, update)
         except Exception:
             return True  # the whole tensor will tell, with the error where it belongs
+        estimate = 0.0
+        for array in packed.arrays.values():
+            shape = array.record.shape
+            # Arrays whose size does not follow the rows (factors over columns, a scale per column) are not scaled up.
+            fixed = (len(shape) >= 2 and shape[0] != picked.size) or (len(shape) == 1 and shape[0] == per_row)
+            estimate += array.record.size * (1 if fixed else rows / picked.size)
         return estimate <= limit * TRIAL_SLACK
 
 

@@ -14,12 +14,15 @@ the largest tensor, never the checkpoint.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from theta.tensors import Tensor
 
@@ -27,6 +30,35 @@ IN_FLIGHT_BYTES = 128 << 20
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 T = TypeVar("T")
+
+
+@functools.cache
+def _blas_thread_setter() -> Any:
+    """OpenBLAS's per-thread `openblas_set_num_threads_local`, from the library numpy loaded (None if absent)."""
+    import numpy
+
+    folder = Path(numpy.__file__).parent.parent / "numpy.libs"
+    for library in [*sorted(folder.glob("*openblas*.so*")), None]:
+        try:
+            return ctypes.CDLL(str(library) if library else None).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _one_blas_thread() -> None:
+    """Run in each worker: its BLAS calls (an SVD) use this thread only.
+
+    The workers are the parallelism; BLAS threads on top of them fight for the same two cores,
+    which makes a small SVD fifty times slower on a busy machine.
+    """
+    setter = _blas_thread_setter()
+    if setter is not None:
+        setter(1)
+
+
+def _pool(workers: int, name: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name, initializer=_one_blas_thread)
 
 
 class ByteBudget:
@@ -57,7 +89,7 @@ class OrderedPool(Generic[T]):
     """
 
     def __init__(self, workers: int = WORKERS, limit: int = IN_FLIGHT_BYTES) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="theta-worker")
+        self._pool = _pool(workers, "theta-worker")
         self._budget = ByteBudget(limit)
         self._pending: deque[tuple[str, Future[T]]] = deque()
 
@@ -116,7 +148,7 @@ class PrefetchingLoader:
         self._sizes = sizes or {}
         self._load = load
         self._limit = limit
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="theta-prefetch")
+        self._pool = _pool(workers, "theta-prefetch")
         self._pending: OrderedDict[str, Future[Tensor]] = OrderedDict()
         self._ahead = 0  # bytes of the pending tensors
         self._cursor = 0  # the next position to submit
