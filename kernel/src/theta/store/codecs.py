@@ -39,6 +39,7 @@ def check_claim(codec: str, stored: int, claimed: int) -> None:
             " produce from it; the metadata file is damaged or hostile"
         )
 
+
 GROUPED = "zstd-grouped"
 GROUPED_MAGIC = b"TZG1"
 BLOCK_BYTES = 1 << 22  # a multiple of every dtype's itemsize
