@@ -87,9 +87,11 @@ def test_a_typo_gets_did_you_mean(tmp_path: Path, git_env: dict[str, str]) -> No
 
 
 def test_usage_errors_exit_2(tmp_path: Path, git_env: dict[str, str]) -> None:
-    proc = run(["git", "theta", "track"], tmp_path, git_env)
+    proc = run(["git", "theta", "add"], tmp_path, git_env)
     assert proc.returncode == 2
-    assert "the following arguments are required: pattern" in proc.stderr
+    assert "the following arguments are required: paths" in proc.stderr
+    unknown = run(["git", "theta", "plugins", "--jsn"], tmp_path, git_env)
+    assert unknown.returncode == 2 and "unrecognized arguments: --jsn" in unknown.stderr
 
 
 def test_outside_a_repository_is_one_plain_line(tmp_path: Path, git_env: dict[str, str]) -> None:

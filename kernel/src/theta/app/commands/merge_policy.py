@@ -17,7 +17,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("merge-policy", cmd_check, "check the merge policy (.theta/merge-policy.toml)")
+    p = add(
+        "merge-policy",
+        cmd_check,
+        "check the merge policy (.theta/merge-policy.toml)",
+        examples=["git theta merge-policy check", "git theta merge-policy check model.safetensors --json"],
+    )
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = sub.add_parser(
         "check", help="validate the policy; with checkpoints, show each parameter's rule and strategy"

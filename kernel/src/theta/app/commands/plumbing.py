@@ -47,12 +47,30 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("filter-process", cmd_filter_process, "git's long-running filter (called by git)", plumbing=True)
+    p = add(
+        "filter-process",
+        cmd_filter_process,
+        "git's long-running filter (called by git)",
+        plumbing=True,
+        examples=["git config filter.theta.process 'git-theta filter-process'   # what git theta install writes"],
+    )
     p.add_argument("--skip-smudge", action="store_true", help="leave metadata files in place on checkout")
-    p = add("pre-push", cmd_pre_push, "push the objects of pushed commits (called by the pre-push hook)", plumbing=True)
+    p = add(
+        "pre-push",
+        cmd_pre_push,
+        "push the objects of pushed commits (called by the pre-push hook)",
+        plumbing=True,
+        examples=['git-theta pre-push "$@"   # in .git/hooks/pre-push, with git\'s ref lines on standard input'],
+    )
     p.add_argument("remote")
     p.add_argument("url", nargs="?")
-    add("post-commit", cmd_post_commit, "clears squash requests (called by the post-commit hook)", plumbing=True)
+    add(
+        "post-commit",
+        cmd_post_commit,
+        "clears squash requests (called by the post-commit hook)",
+        plumbing=True,
+        examples=["git-theta post-commit   # in .git/hooks/post-commit"],
+    )
     p = add(
         "diff-textconv",
         cmd_diff_textconv,
@@ -69,7 +87,13 @@ def register(add) -> None:  # type: ignore[no-untyped-def]
         examples=["git config diff.theta.command 'git-theta diff-driver --'"],
     )
     p.add_argument("args", nargs="*", help="git's: path old-file old-hex old-mode new-file new-hex new-mode")
-    p = add("merge", cmd_merge, "merge driver (called by git)", plumbing=True)
+    p = add(
+        "merge",
+        cmd_merge,
+        "merge driver (called by git)",
+        plumbing=True,
+        examples=["git config merge.theta.driver 'git-theta merge %O %A %B %P'   # what git theta install writes"],
+    )
     p.add_argument("base")
     p.add_argument("ours")
     p.add_argument("theirs")

@@ -17,7 +17,15 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
-    p = add("resolve", cmd_resolve, "merge a conflicted checkpoint again, with a strategy for its conflicts")
+    p = add(
+        "resolve",
+        cmd_resolve,
+        "merge a conflicted checkpoint again, with a strategy for its conflicts",
+        examples=[
+            "git theta resolve model.safetensors --strategy average",
+            "git theta resolve model.safetensors --strategy ties --option density=0.3 --params 'layers.*'",
+        ],
+    )
     p.add_argument("path", help="the conflicted checkpoint")
     p.add_argument("--strategy", help="the merge strategy for the conflicting parameters (default: the policy's)")
     p.add_argument(
