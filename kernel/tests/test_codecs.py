@@ -1,0 +1,176 @@
+"""Dense tensors stored zstd-grouped: exact, deterministic, shared, refused when damaged; a chain
+must pay for itself; the threaded clean writes what a serial one writes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from theta.checkpoints import Cleaner, CleanSettings, Smudger
+from theta.errors import ObjectCorrupt, ThetaError
+from theta.formats import open_source
+from theta.metadata import dumps, loads
+from theta.plugins import default_manager
+from theta.store import codecs
+from theta.store.objects import ObjectStore
+from theta.store.parameters import ParameterStore
+from theta.tensors import Tensor
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+def weights(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * 0.02).astype(np.float32)
+
+
+def as_dtype(values: np.ndarray, name: str) -> Tensor:
+    if name == "bfloat16":
+        return Tensor.from_numpy((values.view(np.uint32) >> 16).astype(np.uint16), dtype_name="bfloat16")
+    return Tensor.from_numpy(values.astype(name))
+
+
+@pytest.mark.parametrize("name", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("numel", [1 << 10, (3 << 20) + 7])
+def test_round_trip_is_bit_exact_and_smaller(name: str, numel: int) -> None:
+    tensor = as_dtype(weights((numel,)), name)
+    codec, stored = codecs.encode_dense(tensor.data, tensor.nbytes // tensor.numel)
+    assert codec == codecs.GROUPED and len(stored) < 0.9 * tensor.nbytes
+    back = codecs.decode(codec, bytes(stored), tensor.nbytes, tensor.nbytes // tensor.numel)
+    assert bytes(back) == bytes(tensor.data)
+
+
+def test_deterministic_and_incompressible_data_stays_raw() -> None:
+    data = as_dtype(weights((1 << 20,)), "float32").data
+    assert bytes(codecs.encode_dense(data, 4)[1]) == bytes(codecs.encode_dense(bytes(data), 4)[1])
+    noise = np.random.default_rng(1).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
+    assert codecs.encode_dense(noise, 1)[0] == "raw"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b"XXXX" + b[4:],  # magic
+        lambda b: b[:4] + (3).to_bytes(4, "little") + b[8:],  # block size not whole elements
+        lambda b: b[:-1],  # frames shorter than the index says
+        lambda b: b[: 12 + 4 * 4] + bytes(4) + b[12 + 4 * 4 + 4 :],  # a frame without its zstd magic
+    ],
+)
+def test_a_damaged_object_is_refused(damage) -> None:
+    data = as_dtype(weights((1 << 16,)), "float32").data
+    _, stored = codecs.encode_dense(data, 4)
+    with pytest.raises(ThetaError, match="zstd-grouped"):
+        codecs.decode(codecs.GROUPED, damage(bytes(stored)), len(data), 4)
+
+
+def test_spec_example_object_decodes_to_its_hash() -> None:
+    metadata = loads((SPECS / "metadata/v1/valid/compressed-dense.json").read_bytes(), "compressed-dense.json")
+    (param,) = metadata.parameters.values()
+    record = param.steps[0].objects["value"]
+    stored = (SPECS / "objects/v1/examples" / record.oid).read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == record.oid and len(stored) == record.size
+    raw = codecs.decode(record.codec, stored, 64 * 64 * 2, 2)
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == param.hash
+
+
+# -- through the clean and smudge ---------------------------------------------------------------
+
+
+def safetensors(tensors: dict[str, np.ndarray]) -> bytes:
+    from safetensors.numpy import save
+
+    return save(tensors)
+
+
+def setup(tmp_path: Path, workers: int | None = None) -> tuple[Cleaner, Smudger, ObjectStore]:
+    registry = default_manager().registry
+    store = ObjectStore(tmp_path / "lfs")
+    params = ParameterStore(store, registry)
+    return Cleaner(registry, params, workers=workers), Smudger(registry, params, None), store
+
+
+def clean(cleaner: Cleaner, data: bytes, previous: list, settings: CleanSettings | None = None):
+    registry = default_manager().registry
+    with open_source("model.safetensors", io.BytesIO(data)) as source:
+        return cleaner.clean(source, registry.format("safetensors"), previous, settings or CleanSettings())
+
+
+def smudge(smudger: Smudger, metadata) -> bytes:
+    out = io.BytesIO()
+    smudger.smudge(metadata, "model.safetensors", out)
+    return out.getvalue()
+
+
+def test_equal_tensors_share_one_object_and_check_out_exactly(tmp_path: Path) -> None:
+    cleaner, smudger, store = setup(tmp_path)
+    w = weights((512, 512))
+    data = safetensors({"a": w, "b": w.copy(), "c": weights((512, 512), 1)})
+    metadata = clean(cleaner, data, [])
+    records = {n: p.steps[0].objects["value"] for n, p in metadata.parameters.items()}
+    assert {r.codec for r in records.values()} == {codecs.GROUPED}
+    assert records["a"].oid == records["b"].oid != records["c"].oid
+    assert len(list(store.objects_dir.glob("??/??/*"))) == 3  # two tensors and the skeleton
+    assert smudge(smudger, metadata) == data
+    assert clean(cleaner, data, [metadata]) == metadata  # unchanged: every entry reused
+
+
+def test_a_damaged_compressed_object_is_refused_at_checkout(tmp_path: Path) -> None:
+    cleaner, smudger, store = setup(tmp_path)
+    metadata = clean(cleaner, safetensors({"w": weights((512, 512))}), [])
+    oid = metadata.parameters["w"].steps[0].objects["value"].oid
+    path = store.path(oid)
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.chmod(0o644)
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ObjectCorrupt):
+        smudge(smudger, metadata)
+    assert not store.has(oid)  # removed, so that a fetch can bring a good copy
+
+
+def test_a_chain_pays_for_itself(tmp_path: Path) -> None:
+    cleaner, smudger, _ = setup(tmp_path)
+    v1 = {"w": weights((1024, 512)), "u": weights((1024, 512), 2)}
+    first = clean(cleaner, safetensors(v1), [])
+    rng = np.random.default_rng(5)
+    v2 = {
+        "w": v1["w"] + np.float32(0.01 * 0.02) * rng.standard_normal(v1["w"].shape, dtype=np.float32),  # noise
+        "u": v1["u"].copy(),
+    }
+    v2["u"].reshape(-1)[::500] += 1.0  # a few values: an update pays
+    data = safetensors(v2)
+    second = clean(cleaner, data, [first])
+    assert [s.update for s in second.parameters["w"].steps] == ["dense"]  # the update would not pay
+    assert [s.update for s in second.parameters["u"].steps] == ["dense", "sparse"]
+    assert smudge(smudger, second) == data
+    # a chain may not grow past the tensor's size: a long chain of small changes starts again whole
+    versions, current = [second], v2
+    for i in range(12):
+        current = {k: v.copy() for k, v in current.items()}
+        current["u"].reshape(-1)[i::97] += 0.5
+        versions.append(clean(cleaner, safetensors(current), [versions[-1]]))
+    for metadata in versions:
+        steps = metadata.parameters["u"].steps
+        total = sum(r.size for s in steps for r in s.objects.values())
+        assert total <= v1["u"].nbytes
+    assert any(len(m.parameters["u"].steps) == 1 for m in versions[2:])
+
+
+def test_threaded_clean_writes_what_a_serial_clean_writes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    v1 = {f"t{i}": weights((256 + 32 * i, 384), i) for i in range(12)}
+    v2 = {k: (v + np.float32(0.001) if i % 3 == 0 else v) for i, (k, v) in enumerate(v1.items())}
+    v2["t1"] = v1["t1"] * (1 + 0.1 * rng.standard_normal(v1["t1"].shape[0]).astype(np.float32))[:, None]
+    results = []
+    for workers in (1, 2):
+        cleaner, smudger, _ = setup(tmp_path / f"w{workers}", workers=workers)
+        first = clean(cleaner, safetensors(v1), [])
+        second = clean(cleaner, safetensors(v2), [first])
+        assert smudge(smudger, second) == safetensors(v2)
+        results.append((dumps(first), dumps(second)))
+    assert results[0] == results[1]
+    assert json.loads(results[1][1])["parameters"]["t0"]["steps"][-1]["update"] != "dense"
