@@ -81,10 +81,7 @@ def test_seed_is_read(format_name: str) -> None:
     assert tensors
 
 
-# Found by this test, to be fixed in theta-format-tensorflow (hdf5.py lets h5py's KeyError and
-# RuntimeError through): strict, so that the fix makes these fail until they are removed.
-H5PY_ERRORS = pytest.mark.xfail(strict=True, reason="h5py errors on a damaged HDF5 file are not FormatErrors yet")
-MUTATED = [pytest.param(n, marks=H5PY_ERRORS) if n in ("keras", "keras-h5") else n for n in sorted(SEEDS)]
+MUTATED = sorted(SEEDS)
 
 
 @pytest.mark.parametrize("format_name", MUTATED)

@@ -206,6 +206,8 @@ def parse_policy(data: bytes, filename: str, registry: Registry) -> Policy:
         raise SpecError(f"{filename}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{filename}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{filename}: nested too deeply to be a merge policy") from None
     version = raw.get("version")
     if version is not None and version != POLICY_VERSION:
         raise SpecError(

@@ -79,6 +79,9 @@ def open_hdf5(fileobj: BinaryIO, path: str) -> Iterator[h5py.File]:
         ) from None
     try:
         yield handle
+    except (KeyError, RuntimeError, OSError, ValueError, TypeError) as exc:
+        # h5py reports a damaged structure found while walking the file this way.
+        raise FormatError(f"{path}: a damaged HDF5 file ({type(exc).__name__}: {exc}); it may be truncated") from None
     finally:
         handle.close()
 

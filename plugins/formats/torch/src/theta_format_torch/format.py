@@ -23,7 +23,15 @@ from theta.formats import Checkpoint, CheckpointFormat, Layout, Source
 from theta.splice import Edit, Region, Skeleton, cut, read_tensors, reading_extra, splice
 from theta.tensors import dtype
 from theta_format_torch import safepickle
-from theta_format_torch.archive import TorchArchive, check_head, is_legacy, is_torch_zip, member_bytes, open_archive
+from theta_format_torch.archive import (
+    TorchArchive,
+    check_head,
+    inflate,
+    is_legacy,
+    is_torch_zip,
+    member_bytes,
+    open_archive,
+)
 from theta_format_torch.naming import plan_parameters
 from theta_format_torch.ziparchive import STORED
 
@@ -128,7 +136,7 @@ def pickle_bytes(skeleton: Skeleton) -> bytes:
     """The `data.pkl` that the skeleton keeps (inflated if it was deflated)."""
     offset, size, deflated = skeleton.extra["pickle"]
     raw = bytes(skeleton.kept(offset, offset + size))
-    return zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw) if deflated else raw
+    return inflate(raw, None, "data.pkl of a stored skeleton") if deflated else raw
 
 
 @frozen
