@@ -122,3 +122,12 @@ def test_reader_counts_what_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with open(file, "rb", buffering=0) as raw, Progress("reading", 100_000, "B") as progress:
         assert len(progress.reader(raw).read()) == 100_000
         assert progress.done == 100_000
+
+
+def test_storing_on_the_remote_shows_git_lfs_upload_progress_on_a_terminal(tracked: GitRepo) -> None:
+    tracked.git("add", MODEL)
+    tracked.git("commit", "-q", "-m", "v1")
+    shown = on_terminal(tracked, "git", "push", "-q", "origin", "main", env=tracked.env)
+    assert re.search(r"Uploading LFS objects: 100% \(9/9\)", shown), shown
+    piped = subprocess.run(["git", "push", "origin", "main"], cwd=tracked.path, env=tracked.env, capture_output=True)
+    assert b"Uploading LFS objects" not in piped.stderr

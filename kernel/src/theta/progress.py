@@ -29,6 +29,11 @@ def quiet() -> bool:
     return os.environ.get(QUIET_ENV, "") not in ("", "0")
 
 
+def shows_progress() -> bool:
+    """Whether progress is drawn at all: stderr is a terminal and nothing asked for quiet."""
+    return not quiet() and _stderr_is_terminal()
+
+
 def delay_for(default: float) -> float:
     value = os.environ.get(DELAY_ENV)
     if value is None:

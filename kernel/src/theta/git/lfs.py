@@ -19,7 +19,7 @@ from pathlib import Path
 from theta.errors import ThetaError
 from theta.git.pktline import PacketReader, PacketWriter, ProtocolError
 from theta.git.repo import Repo
-from theta.progress import Progress
+from theta.progress import Progress, shows_progress
 
 POINTER_TEMPLATE = "version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n"
 
@@ -31,14 +31,18 @@ def pointer(oid: str, size: int) -> bytes:
 def push_objects(remote: str, oids: Sequence[str], cwd: str | None = None) -> None:
     if not oids:
         return
+    # On a terminal git-lfs draws its own progress line ("Uploading LFS objects: ..."), the storing phase;
+    # it does so only when its stdout is a terminal too, so both go to stderr.
+    shown = shows_progress()
     proc = subprocess.run(
         ["git", "lfs", "push", "--object-id", remote, "--stdin"],
         input="\n".join(oids).encode() + b"\n",
         cwd=cwd,
-        capture_output=True,
+        stdout=sys.stderr if shown else subprocess.PIPE,
+        stderr=None if shown else subprocess.PIPE,
     )
     if proc.returncode != 0:
-        details = proc.stderr.decode(errors="replace").strip()
+        details = proc.stderr.decode(errors="replace").strip() if proc.stderr else "(git-lfs said why, above)"
         raise ThetaError(f"git lfs push of {len(oids)} object(s) to {remote!r} failed:\n{details}")
 
 
