@@ -68,11 +68,13 @@ class CleanSettings:
 
     `update_type` forces one type; `side_data` maps a parameter name to arrays the user
     supplied for it; `chain_cap` is how many updates may follow a dense version; `squash`
-    stores every tensor dense; `root_update` is the type that stores a tensor whole.
+    stores every tensor dense; `root_update` is the type that stores a tensor whole;
+    `max_update_cost` leaves out update types costlier than that.
     """
 
     update_type: str | None = None
     root_update: str = DEFAULT_ROOT_UPDATE
+    max_update_cost: int | None = None
     side_data: Mapping[str, Mapping[str, Tensor]] = field(factory=dict)
     chain_cap: int = DEFAULT_CHAIN_CAP
     squash: bool = False
@@ -220,7 +222,11 @@ class Cleaner:
         if settings.update_type is not None:
             forced = self.registry.update_type(settings.update_type)  # an unknown name is an error
             return [settings.update_type] if forced.needs_base else []
-        found = [(u.cost, n) for n, u in self.registry.update_types.items() if u.needs_base]
+        found = [
+            (u.cost, n)
+            for n, u in self.registry.update_types.items()
+            if u.needs_base and (settings.max_update_cost is None or u.cost <= settings.max_update_cost)
+        ]
         return [name for _, name in sorted(found)]
 
     def _incremental(

@@ -31,6 +31,10 @@ from theta.progress import Progress
 from theta.session import Session
 from theta.tensors import Tensor
 
+# A tensor a strategy combined differs from both sides almost everywhere: only the cheap update
+# types (cost 1, like comparing bits) are tried on it, never a factorisation.
+MERGED_UPDATE_COST = 1
+
 
 @frozen(kw_only=True)
 class Versions:
@@ -189,7 +193,7 @@ class MergeEngine:
         self._fetch(path, versions, [p for p in plans if p.decision is None], skeleton_plan)
         skeleton_side, skeleton_conflict = self._merge_skeleton(versions, skeleton_plan)
         skeleton = getattr(versions, skeleton_side).skeleton if getattr(versions, skeleton_side) else None
-        settings = self.session.clean_settings(path)
+        settings = evolve(self.session.clean_settings(path), max_update_cost=MERGED_UPDATE_COST)
         merged: dict[str, str] = {}
         conflicts: list[ParameterConflict] = []
         parameters: dict[str, Parameter] = {}
