@@ -222,7 +222,9 @@ class FreshEnvironment:
             pip = [sys.executable, "-m", "pip", "--python", str(self.python)]
         else:
             pip = [str(self.python), "-m", "pip"]
-        command = [*pip, "install", "-q", "--disable-pip-version-check", "-c", str(self.constraints), *map(str, args)]
+        # No byte-compiling at install: a framework has thousands of modules, the tests import a few.
+        options = ["-q", "--no-compile", "--disable-pip-version-check", "-c", str(self.constraints)]
+        command = [*pip, "install", *options, *map(str, args)]
         start = time.monotonic()
         proc = subprocess.run(command, capture_output=True, text=True, env=self.env())
         names = " ".join(Path(str(a)).name for a in args if not str(a).startswith("-"))

@@ -75,4 +75,5 @@ def run_plugin_tests_in_fresh_environment(
         f"the tests of {plugin.name}, alone in a fresh environment, did not pass (exit {proc.returncode}):\n"
         + output[-_OUTPUT_TAIL:]
     )
+    shutil.rmtree(env.root, ignore_errors=True)  # a gigabyte with a framework; kept when the tests fail
     return output
