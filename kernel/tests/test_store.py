@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +68,29 @@ def test_corrupted_object_is_removed_so_it_can_be_fetched_again(tmp_path: Path) 
     with pytest.raises(ObjectCorrupt):
         store.read(oid)
     assert not store.has(oid)
+
+
+def test_a_temporary_file_of_a_killed_writer_nobody_reaped_is_swept(tmp_path: Path) -> None:
+    """A writer killed while its parent has gone leaves a zombie that no init reaps in some
+    containers: the process id still answers a signal, but the writer is dead."""
+    store = ObjectStore(tmp_path / "lfs")
+    store.tmp_dir.mkdir(parents=True)
+    writer = subprocess.Popen(["sleep", "60"])
+    try:
+        os.kill(writer.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _state(writer.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(writer.pid) == "Z"
+        leftover = store.tmp_dir / f"theta-spool-{writer.pid}-abc"
+        leftover.write_bytes(b"partial")
+        alive = store.tmp_dir / f"theta-spool-{os.getppid()}-abc"
+        alive.write_bytes(b"in use")
+        assert store.sweep() == [leftover]
+        assert alive.exists()
+    finally:
+        writer.wait()
+
+
+def _state(pid: int) -> str:
+    return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -217,12 +217,19 @@ def _stray(path: Path) -> bool:
         except FileNotFoundError:
             return False
     pid = int(match.group(1))
-    if pid == os.getpid():
-        return False
+    return pid != os.getpid() and not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` still runs; a zombie (killed, not yet reaped) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
