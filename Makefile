@@ -10,8 +10,11 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: bootstrap test lint demo bench clean
 
+# Compiled once here: with PYTHONDONTWRITEBYTECODE set, every git-theta process would compile
+# the editable sources again (a third of its start-up).
 bootstrap: $(VENV)/.installed
 	@scripts/ensure-git-lfs.sh
+	@$(BIN)/python -m compileall -q kernel/src $(PLUGIN_DIRS) > /dev/null
 
 $(VENV)/.installed: requirements-dev.txt kernel/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

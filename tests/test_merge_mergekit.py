@@ -2,7 +2,8 @@
 
 mergekit pins its own dependencies, so it is never installed next to Theta: the test uses
 the interpreter named by THETA_MERGEKIT_PYTHON, or builds a throwaway virtual environment
-with `torch==2.13.0` and `mergekit==0.1.5` (slow; skipped when that cannot be installed).
+with `mergekit==0.1.5` over links to the running environment's packages (its `torch==2.13.0`
+among them; skipped when mergekit cannot be installed).
 DARE's random drop is compared with the mask the strategy draws, handed to mergekit in place
 of torch's generator; torch's argsort orders equal magnitudes arbitrarily, so the runner makes
 it stable (lowest index first, as `ties` keeps them).
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import ml_dtypes
@@ -22,6 +22,8 @@ import pytest
 from theta.merges import structure_options
 from theta.plugins import default_manager
 from theta.tensors import Tensor
+from theta.testing import FreshEnvironment
+from theta.testing.environments import running_versions
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +61,15 @@ def mergekit_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     given = os.environ.get("THETA_MERGEKIT_PYTHON")
     if given:
         return given
-    venv = tmp_path_factory.mktemp("mergekit") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = str(venv / "bin" / "pip")
-    for requirement in ("torch==2.13.0", "mergekit==0.1.5"):
-        proc = subprocess.run([pip, "install", "-q", requirement], capture_output=True, text=True, timeout=1800)
-        if proc.returncode != 0:
-            pytest.skip(f"mergekit could not be installed here: {proc.stderr.strip()[-300:]}")
-    return str(venv / "bin" / "python")
+    env = FreshEnvironment(tmp_path_factory.mktemp("mergekit"), hold_versions=False)
+    # What the running environment has (the pinned CPU torch among it) is linked rather than
+    # downloaded again; mergekit's own pins are installed over it where they differ.
+    env.link(pin.split("==")[0] for pin in running_versions())
+    try:
+        env.install("torch==2.13.0", "mergekit==0.1.5")
+    except AssertionError as failed:
+        pytest.skip(f"mergekit could not be installed here: {str(failed).strip()[-300:]}")
+    return str(env.python)
 
 
 def tensors(dtype: str, seed: int, shape: tuple[int, ...] = (24, 40)) -> tuple[list[Tensor], list[np.ndarray]]:

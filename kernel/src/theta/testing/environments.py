@@ -7,6 +7,13 @@ first, so that building leaves nothing in the work tree), else `name==version` f
 package index. Every other package is held to the version the running environment has,
 through a constraints file: a fresh environment resolves to what the tests ran with, from
 the same wheels (a framework's local CPU build rather than the newest release).
+
+A package from an index is not installed again but linked from the running environment (a
+framework is a gigabyte that pip would unpack, and that Python would compile on import, for
+each environment): a directory outside the environment's own site-packages holds links to its
+top-level files and is put on the path by a `.pth` file, so pip finds it installed, at the
+same version, and never changes it. Only what the installed projects declare, and what that
+requires in turn, is linked.
 """
 
 from __future__ import annotations
@@ -155,7 +162,7 @@ class FreshEnvironment:
     installed here once: that saves a temporary build environment per project.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, hold_versions: bool = True) -> None:
         self.root = root
         self.bin_dir = root / "venv" / "bin"
         self.installed: set[str] = set()
@@ -163,14 +170,18 @@ class FreshEnvironment:
         self._sources = root / "src"
         self._build_requirements: set[str] = set()
         self._outer_pip = importlib.util.find_spec("pip") is not None
+        self._linked_dir = root / "linked"
+        self.linked: set[str] = set()
         start = time.monotonic()
         venv = [sys.executable, "-m", "venv", *(["--without-pip"] if self._outer_pip else []), str(root / "venv")]
         subprocess.run(venv, check=True, capture_output=True)
         self.timings.append(("venv", time.monotonic() - start))
         self.constraints = root / "constraints.txt"
-        self.constraints.write_text("\n".join(running_versions()) + "\n")
+        self.constraints.write_text("\n".join(running_versions() if hold_versions else []) + "\n")
         if self._outer_pip:
-            self._pip(f"pip=={metadata.version('pip')}")
+            self.link(["pip"])
+            if "pip" not in self.linked:
+                self._pip(f"pip=={metadata.version('pip')}")
 
     @property
     def python(self) -> Path:
@@ -211,10 +222,35 @@ class FreshEnvironment:
         """`pip install` of requirement strings and project directories (`DIR` or `DIR[extra]`)."""
         projects = [Path(str(i).split("[")[0]) for i in items if Path(str(i).split("[")[0]).is_dir()]
         needed = {r for p in projects for r in build_requirements(p)} - self._build_requirements
-        if needed:
+        self.link([*map(requirement_name, needed), *_wanted(items)])
+        if needed - {r for r in needed if requirement_name(r) in self.linked}:
             self._pip(*sorted(needed))
-            self._build_requirements |= needed
+        self._build_requirements |= needed
         self._pip("--no-build-isolation", *items)
+
+    def link(self, names: Iterable[str]) -> None:
+        """Link the packages from an index that `names` need, as the running environment has them, into this one."""
+        wanted = [d for d in _closure(names) if d not in self.linked]
+        if not wanted:
+            return
+        start = time.monotonic()
+        self._linked_dir.mkdir(exist_ok=True)
+        for name in wanted:
+            dist = _records(name)[0]
+            site = Path(str(dist.locate_file("")))
+            for top in sorted({Path(str(f)).parts[0] for f in dist.files or () if not str(f).startswith("..")}):
+                link = self._linked_dir / top
+                if not link.exists() and (site / top).exists():
+                    link.symlink_to(site / top)
+            self.linked.add(name)
+        (self.site_packages() / "theta-linked.pth").write_text(f"{self._linked_dir}\n")
+        self.timings.append((f"link {' '.join(sorted(wanted))}", time.monotonic() - start))
+
+    def site_packages(self) -> Path:
+        found = list((self.root / "venv" / "lib").glob("python*/site-packages"))
+        if len(found) != 1:
+            raise AssertionError(f"no site-packages directory in {self.root / 'venv'}")
+        return found[0]
 
     def _pip(self, *args: str | Path) -> None:
         """One `pip install` into this environment, under the constraints."""
@@ -222,8 +258,7 @@ class FreshEnvironment:
             pip = [sys.executable, "-m", "pip", "--python", str(self.python)]
         else:
             pip = [str(self.python), "-m", "pip"]
-        # No byte-compiling at install: a framework has thousands of modules, the tests import a few.
-        options = ["-q", "--no-compile", "--disable-pip-version-check", "-c", str(self.constraints)]
+        options = ["-q", "--disable-pip-version-check", "-c", str(self.constraints)]
         command = [*pip, "install", *options, *map(str, args)]
         start = time.monotonic()
         proc = subprocess.run(command, capture_output=True, text=True, env=self.env())
@@ -249,6 +284,35 @@ class FreshEnvironment:
         self.installed.update(ALWAYS)
         target = self.copy(project) if copy else project
         self.install(*sources, *missing, f"{target}[{extra}]" if extra else target)
+
+
+def _wanted(items: Iterable[str | Path]) -> list[str]:
+    """The distribution names that installing `items` (requirements, `DIR` or `DIR[extra]`) asks for directly."""
+    names = []
+    for item in map(str, items):
+        project, _, extra = item.partition("[")
+        if not Path(project).is_dir():
+            names.append(requirement_name(item))
+            continue
+        names += declared_requirements(Path(project))
+        if extra:
+            names += declared_requirements(Path(project), extra.rstrip("]"))
+    return names
+
+
+def _closure(names: Iterable[str]) -> list[str]:
+    """`names` and what they require in turn (extras left out), as the running environment has them
+    from an index; local projects are installed, not linked, and are not followed."""
+    found: list[str] = []
+    todo = [canonical(n) for n in names]
+    while todo:
+        name = todo.pop()
+        records = _records(name)
+        if name in found or not records or any(project_dir(d) is not None for d in records):
+            continue
+        found.append(name)
+        todo += [requirement_name(r) for r in records[0].requires or () if not _EXTRA.search(r)]
+    return found
 
 
 def fresh_environment(root: Path, sources: Sequence[Path], requirements: Sequence[str] = ()) -> Path:

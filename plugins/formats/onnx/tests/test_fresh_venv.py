@@ -28,7 +28,7 @@ def test_track_commit_checkout_in_a_fresh_venv_then_its_own_tests(tmp_path: Path
     v1, v2 = cnn_bytes(), if_model()  # written by the main environment's torch and onnx
 
     def without_frameworks(bin_dir: Path) -> None:
-        installed = run([str(bin_dir / "pip"), "list", "--format=freeze"], tmp_path, dict(os.environ))
+        installed = run([str(bin_dir / "python"), "-m", "pip", "list", "--format=freeze"], tmp_path, dict(os.environ))
         names = {line.split("==")[0].lower() for line in installed.splitlines()}
         assert "theta-format-onnx" in names and not names & {"torch", "onnx", "onnxruntime"}
         home = tmp_path / "home"
