@@ -8,12 +8,12 @@ compressed and compact datasets, strings and other dtypes stay in the skeleton a
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import h5py
 import numpy as np
 from attrs import evolve
 
@@ -23,10 +23,18 @@ from theta.splice import Region, Skeleton
 from theta.tensors import DTYPES, Tensor
 from theta_format_tensorflow import byteorder
 
+if TYPE_CHECKING:
+    import h5py
+
 COPY_BLOCK = 1 << 22
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SIGNATURE_OFFSETS = (0, 512, 1024, 2048)
 OPAQUE_DTYPES = {"bfloat16", "float8_e4m3fn", "float8_e5m2"}
+
+
+def _h5py() -> Any:
+    """h5py, imported when a file is read or written: not by every git command that loads the plugins."""
+    return importlib.import_module("h5py")
 
 
 def has_signature(head: bytes) -> bool:
@@ -54,7 +62,7 @@ def regions_of(file: h5py.File, base: int = 0) -> list[Region]:
     found: list[Region] = []
 
     def visit(name: str, obj: Any) -> None:
-        if not isinstance(obj, h5py.Dataset):
+        if not isinstance(obj, _h5py().Dataset):
             return
         kind = theta_dtype(obj)
         offset = obj.id.get_offset()
@@ -72,7 +80,7 @@ def regions_of(file: h5py.File, base: int = 0) -> list[Region]:
 @contextmanager
 def open_hdf5(fileobj: BinaryIO, path: str) -> Iterator[h5py.File]:
     try:
-        handle = h5py.File(fileobj, "r")
+        handle = _h5py().File(fileobj, "r")
     except (OSError, ValueError) as exc:
         raise FormatError(
             f"{path}: not a readable HDF5 file ({exc}); it may be truncated or of another format"
@@ -121,7 +129,7 @@ def rebuild(skeleton: Skeleton, layout: Layout, base: int, size: int) -> BinaryI
         whole.close()
     inner.seek(0)
     try:
-        with h5py.File(inner, "r+") as h5:
+        with _h5py().File(inner, "r+") as h5:
             for name in stored:
                 if name not in wanted:
                     del h5[name]
