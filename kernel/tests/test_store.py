@@ -94,3 +94,38 @@ def test_a_temporary_file_of_a_killed_writer_nobody_reaped_is_swept(tmp_path: Pa
 
 def _state(pid: int) -> str:
     return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_an_object_verified_before_and_unchanged_since_is_not_read_again(tmp_path: Path) -> None:
+    keep = tmp_path / "theta" / "objects"
+    oid, _ = ObjectStore(tmp_path / "lfs", keep).put(b"x" * 1000)
+    path = ObjectStore(tmp_path / "lfs", keep).path(oid)
+    before = path.stat()
+    with open(path, "r+b") as f:  # damage it and put its timestamps back: nothing a stat sees changes
+        f.write(b"y")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    later = ObjectStore(tmp_path / "lfs", keep)
+    assert later.known_sound(oid, 1000)  # trusted from the record: not read
+    assert not ObjectStore(tmp_path / "lfs", keep).verify(oid, 1000)  # the pre-push and fsck read it
+
+
+def test_an_object_changed_since_its_verification_is_verified_again(tmp_path: Path) -> None:
+    keep = tmp_path / "theta" / "objects"
+    oid, _ = ObjectStore(tmp_path / "lfs", keep).put(b"x" * 1000)
+    path = ObjectStore(tmp_path / "lfs", keep).path(oid)
+    stamp = path.stat().st_mtime_ns
+    path.chmod(0o644)
+    path.write_bytes(b"y" * 1000)
+    os.utime(path, ns=(stamp + 1_000_000, stamp + 1_000_000))
+    store = ObjectStore(tmp_path / "lfs", keep)
+    assert not store.known_sound(oid, 1000)
+    assert store.put(b"x" * 1000) == (oid, 1000)  # rewritten
+    assert path.read_bytes() == b"x" * 1000
+    assert ObjectStore(tmp_path / "lfs", keep).known_sound(oid, 1000)
+
+
+def test_a_damaged_record_of_verifications_is_ignored(tmp_path: Path) -> None:
+    keep = tmp_path / "theta" / "objects"
+    oid, _ = ObjectStore(tmp_path / "lfs", keep).put(b"x" * 1000)
+    (tmp_path / "theta" / "verified").write_text(f"{oid} 1 x\n\0\0garbage\n{oid} 1 2 3 4\n")
+    assert ObjectStore(tmp_path / "lfs", keep).known_sound(oid, 1000)  # verified by reading it

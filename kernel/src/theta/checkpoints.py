@@ -176,7 +176,7 @@ class Cleaner:
             for record in step.objects.values():
                 if record.oid == own and record.codec == "raw":
                     store.put(tensor.data, oid=own)
-                elif not store.verify(record.oid, record.size) and not self._rewrite_whole(entry, record, tensor):
+                elif not store.known_sound(record.oid, record.size) and not self._rewrite_whole(entry, record, tensor):
                     return False
         return True
 

@@ -11,6 +11,13 @@ garbage. Each object therefore has a second name, a hard link under `<keep>` (in
 back from there when it is next needed, and an object git-lfs downloaded (a fresh clone)
 gets its second name the first time it is looked at.
 
+Verifying reads the whole object. Where a file is cleaned again (git does so for a file it
+just checked out, when the timestamps cannot tell it unchanged), the objects it reuses are
+checked by `known_sound`: an object verified before in this repository whose file has not
+changed since (same inode, size and modification time, as git's index trusts a file) is not
+read again. The record of those verifications is `.git/theta/verified`, beside `<keep>`; the
+pre-push and fsck always `verify`.
+
 A process killed while writing leaves a temporary file behind. Temporary files carry the
 writer's process id (`theta-[<kind>-]<pid>-*`); the first look-up of a later process removes
 those, in `<lfs>/tmp` and in the spool directory beside `<keep>`, whose writer is gone.
@@ -33,6 +40,9 @@ TEMP_PREFIX = "theta-"
 CHUNK = 1 << 22
 # A temporary file named without a process id is taken as stray once it is this old.
 STRAY_AGE = 24 * 3600
+VERIFIED_RECORD = "verified"
+# The record of verifications is started again once it is this large.
+VERIFIED_RECORD_LIMIT = 16 << 20
 
 
 class ObjectStore:
@@ -42,6 +52,8 @@ class ObjectStore:
         self.tmp_dir = self.lfs_dir / "tmp"
         self.keep_dir = keep_dir
         self._verified: set[str] = set()
+        self._trusted: set[str] = set()
+        self._recorded: dict[str, tuple[int, int, int]] | None = None
         self._swept = False
 
     def path(self, oid: str) -> Path:
@@ -83,8 +95,60 @@ class ObjectStore:
             return False
         if digest.hexdigest() != oid:
             return False
-        self._verified.add(oid)
+        self._note_sound(oid)
         return True
+
+    def known_sound(self, oid: str, size: int | None = None) -> bool:
+        """Whether the object is sound, trusting a verification recorded in this repository while
+        the object's file is unchanged since; else `verify`."""
+        if oid in self._verified or oid in self._trusted:
+            return True
+        if not self.has(oid):
+            return False
+        signature = self._signature(oid)
+        if signature is not None and (size is None or signature[1] == size) and self._record().get(oid) == signature:
+            self._trusted.add(oid)
+            return True
+        return self.verify(oid, size)
+
+    def _signature(self, oid: str) -> tuple[int, int, int] | None:
+        try:
+            st = self.path(oid).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _record_path(self) -> Path | None:
+        return self.keep_dir.parent / VERIFIED_RECORD if self.keep_dir is not None else None
+
+    def _record(self) -> dict[str, tuple[int, int, int]]:
+        if self._recorded is None:
+            self._recorded = {}
+            path = self._record_path()
+            try:
+                if path is not None and path.stat().st_size <= VERIFIED_RECORD_LIMIT:
+                    for line in path.read_text(errors="replace").splitlines():
+                        fields = line.split()
+                        if len(fields) == 4 and all(f.isdigit() for f in fields[1:]):
+                            self._recorded[fields[0]] = (int(fields[1]), int(fields[2]), int(fields[3]))
+                elif path is not None:
+                    path.unlink()
+            except OSError:
+                pass
+        return self._recorded
+
+    def _note_sound(self, oid: str) -> None:
+        """Record that the object's file, as it is now, was verified (one appended line)."""
+        self._verified.add(oid)
+        path, signature = self._record_path(), self._signature(oid)
+        if path is None or signature is None or self._record().get(oid) == signature:
+            return
+        self._record()[oid] = signature
+        try:
+            with open(path, "a") as f:
+                f.write(f"{oid} {signature[0]} {signature[1]} {signature[2]}\n")
+        except OSError:
+            pass
 
     def put(self, data: Any, oid: str | None = None) -> tuple[str, int]:
         """Store `data` (any bytes-like object); returns (oid, size).
@@ -95,12 +159,12 @@ class ObjectStore:
         view = memoryview(data).cast("B")
         if oid is None:
             oid = hashlib.sha256(view).hexdigest()
-        if not self.verify(oid, len(view)):
+        if not self.known_sound(oid, len(view)):
             self._write_atomic(self.path(oid), view)
             kept = self._kept(oid)
             if kept is not None:
                 self._link(self.path(oid), kept, replace=True)
-            self._verified.add(oid)
+            self._note_sound(oid)
         return oid, len(view)
 
     def _link(self, source: Path, target: Path, replace: bool = False) -> None:
@@ -148,7 +212,7 @@ class ObjectStore:
                 f"object {oid} in {self.objects_dir} is corrupted (its content does not match its"
                 " sha256); it was removed: fetch it again with `git theta fetch`",
             )
-        self._verified.add(oid)
+        self._note_sound(oid)
         return data
 
     def discard(self, oid: str) -> None:
