@@ -78,7 +78,8 @@ class MergeStrategy(abc.ABC):
     Implement as a frozen attrs class and register an instance. `options_type` is an attrs
     class (`@frozen(kw_only=True)`, every field typed and with a default where it has one);
     validators that raise `ValueError` reject out-of-range values, and `between`/`at_least`
-    make messages that name the field.
+    make messages that name the field. The kernel merges two parameters at once, on worker
+    threads: `merge` must keep no state between calls.
     """
 
     name: ClassVar[str]

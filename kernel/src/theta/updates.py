@@ -34,7 +34,8 @@ class UpdateType(abc.ABC):
 
     `needs_base` is False only for types that store the whole tensor (dense). `cost` ranks
     how expensive `encode` is (1 cheap, like comparing bits; 3 costly, like an SVD): the
-    kernel tries cheap types first and stops once an exact encoding is small enough.
+    kernel tries cheap types first and stops once an exact encoding is small enough. `encode`
+    and `decode` run on worker threads, for two parameters at once: keep no state between calls.
     """
 
     name: ClassVar[str]

@@ -17,7 +17,9 @@ valid checkpoint.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from attrs import evolve, frozen
@@ -27,9 +29,10 @@ from theta.formats import CheckpointFormat
 from theta.merges import SIDES, Conflict, MergeStrategy, Side
 from theta.merging.policy import Choice, Policy
 from theta.metadata import METADATA_VERSION, Blob, MergeRecord, Metadata, Parameter
+from theta.prefetch import IN_FLIGHT_BYTES, OrderedPool
 from theta.progress import Progress
 from theta.session import Session
-from theta.tensors import Tensor
+from theta.tensors import Tensor, dtype
 
 # A tensor a strategy combined differs from both sides almost everywhere: only the cheap update
 # types (cost 1, like comparing bits) are tried on it, never a factorisation.
@@ -199,14 +202,22 @@ class MergeEngine:
         parameters: dict[str, Parameter] = {}
         total = sum(_size(versions, p.name) for p in plans if p.decision is None)
         progress = Progress(f"merging {path}", total, "B")
+        limit = max(IN_FLIGHT_BYTES, 3 * max((_tensor_bytes(versions, p.name) for p in plans), default=0))
         try:
-            for name in versions.names(skeleton_side):
-                if name in sided:
-                    entry = versions.entry(sided[name], name)
-                else:
-                    entry = self._merge_one(path, versions, by_name[name], settings, merged, conflicts, progress)
-                if entry is not None:
-                    parameters[name] = entry
+            with OrderedPool[Computed](limit=limit) as pool:
+                for name in versions.names(skeleton_side):
+                    if name in sided:
+                        pool.submit(name, partial(_taken, versions.entry(sided[name], name)), 0)
+                        continue
+                    plan = by_name[name]
+                    if plan.decision is None:
+                        progress.advance(_size(versions, name))
+                    job = partial(self._compute, path, versions, plan, settings)
+                    pool.submit(name, job, 3 * _tensor_bytes(versions, name) if plan.decision is None else 0)
+                    for done, computed in pool.done():
+                        _settle(done, computed, versions, parameters, merged, conflicts)
+                for done, computed in pool.rest():
+                    _settle(done, computed, versions, parameters, merged, conflicts)
         finally:
             progress.close()
         metadata = Metadata(
@@ -219,31 +230,15 @@ class MergeEngine:
         conflicted = tuple(conflicts)
         return Outcome(metadata=metadata, merged=merged, conflicts=conflicted, skeleton_conflict=skeleton_conflict)
 
-    def _merge_one(
-        self,
-        path: str,
-        versions: Versions,
-        plan: _Plan,
-        settings: Any,
-        merged: dict[str, str],
-        conflicts: list[ParameterConflict],
-        progress: Progress,
-    ) -> Parameter | None:
-        name, choice, decision = plan.name, plan.choice, plan.decision
-        result: Parameter | Conflict | None
+    def _compute(self, path: str, versions: Versions, plan: _Plan, settings: Any) -> Computed:
+        """What a parameter both sides changed becomes (on a worker thread: it changes no shared state)."""
+        choice, decision = plan.choice, plan.decision
         if decision is None:
-            progress.advance(_size(versions, name))
-            choice, result = self._merge_tensors(path, versions, plan, settings)
-        elif isinstance(decision, Conflict):
-            result = decision
-        else:
-            taken = versions.entry(decision, name)
-            result = None if taken is None else evolve(taken, merge=_record(choice))
-        if isinstance(result, Conflict):
-            conflicts.append(ParameterConflict(name=name, reason=result.reason, choice=choice))
-            return versions.entry("ours", name)
-        merged[name] = choice.strategy
-        return result
+            return self._merge_tensors(path, versions, plan, settings)
+        if isinstance(decision, Conflict):
+            return choice, decision
+        taken = versions.entry(decision, plan.name)
+        return choice, None if taken is None else evolve(taken, merge=_record(choice))
 
     def _merge_tensors(
         self, path: str, versions: Versions, plan: _Plan, settings: Any
@@ -358,6 +353,38 @@ def _skeletons(versions: Versions) -> Iterator[tuple[str, Blob]]:
 
 def _record(choice: Choice) -> MergeRecord:
     return MergeRecord(strategy=choice.strategy, options=choice.recorded_options())
+
+
+# (the choice in force, or None for a parameter only one side changed; the entry or a conflict)
+Computed = tuple[Choice | None, Parameter | Conflict | None]
+
+
+def _taken(entry: Parameter | None) -> Computed:
+    return None, entry
+
+
+def _settle(
+    name: str,
+    computed: Computed,
+    versions: Versions,
+    parameters: dict[str, Parameter],
+    merged: dict[str, str],
+    conflicts: list[ParameterConflict],
+) -> None:
+    """Record one parameter's outcome, in checkpoint order; a conflict keeps our entry."""
+    choice, result = computed
+    if choice is not None and isinstance(result, Conflict):
+        conflicts.append(ParameterConflict(name=name, reason=result.reason, choice=choice))
+        result = versions.entry("ours", name)
+    elif choice is not None:
+        merged[name] = choice.strategy
+    if isinstance(result, Parameter):
+        parameters[name] = result
+
+
+def _tensor_bytes(versions: Versions, name: str) -> int:
+    entry = versions.entry("ours", name) or versions.entry("theirs", name)
+    return 0 if entry is None else dtype(entry.dtype).itemsize * math.prod(entry.shape)
 
 
 def _size(versions: Versions, name: str) -> int:

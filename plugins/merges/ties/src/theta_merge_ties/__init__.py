@@ -39,6 +39,10 @@ from theta_merge_ties.combine import combine
 from theta_merge_ties.dropout import keep_masks
 from theta_merge_ties.select import magnitude_keys, top_k
 
+# Elements combined at a time: a span's dozen temporaries stay in the processor's cache, which
+# makes combining several times faster than spans of a million elements.
+SPAN = 1 << 14
+
 RESCALE_EPS = 1e-7  # below this L1 norm (before or after the drop), mergekit leaves a change unscaled
 
 
@@ -91,7 +95,7 @@ class Ties(MergeStrategy):
                 top_k(lambda span, s=side: magnitude_keys(_delta(s, base, span)), base.numel, options.density)
                 for side in sides
             ]
-            for span in spans(base.numel):
+            for span in spans(base.numel, SPAN):
                 b = values(base, span)
                 deltas = []
                 for side, trim in zip(sides, trims, strict=True):
@@ -123,10 +127,10 @@ class Dare(MergeStrategy):
         with np.errstate(all="ignore"):
             factors = [self._factor(name, index, side, base, options) for index, side in enumerate(sides)]
             masks = [
-                keep_masks(options.seed, name, index, options.density, base.numel) if drop else None
+                keep_masks(options.seed, name, index, options.density, base.numel, SPAN) if drop else None
                 for index in range(len(sides))
             ]
-            for span in spans(base.numel):
+            for span in spans(base.numel, SPAN):
                 b = values(base, span)
                 deltas = []
                 for side, mask, factor in zip(sides, masks, factors, strict=True):

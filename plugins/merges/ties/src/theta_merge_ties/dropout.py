@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from theta.merges import spans
+from theta.merges import CHUNK_ELEMENTS, spans
 
 
 def generator(seed: int, name: str, side: int) -> np.random.PCG64:
@@ -24,10 +24,13 @@ def generator(seed: int, name: str, side: int) -> np.random.PCG64:
     return np.random.PCG64(np.random.SeedSequence([seed, *words, side]))
 
 
-def keep_masks(seed: int, name: str, side: int, density: float, numel: int) -> Iterator[tuple[slice, np.ndarray]]:
-    """(span, mask) for consecutive spans of the flattened tensor: True where the element is kept."""
+def keep_masks(
+    seed: int, name: str, side: int, density: float, numel: int, size: int = CHUNK_ELEMENTS
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """(span, mask) for consecutive spans of `size` elements of the flattened tensor: True where
+    the element is kept. The masks do not depend on `size`."""
     bits = generator(seed, name, side)
     limit = np.uint64(math.ceil(density * 2.0**53))
-    for span in spans(numel):
+    for span in spans(numel, size):
         raw = bits.random_raw(span.stop - span.start)
         yield span, (raw >> np.uint64(11)) < limit
