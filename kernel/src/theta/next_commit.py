@@ -13,8 +13,6 @@ from theta.git.repo import Repo
 from theta.plugins import Registry
 from theta.tensors import Tensor
 
-SQUASH_FILE = "squash"
-
 
 class SideData(dict[str, dict[str, Tensor]]):
     """Update data per parameter name; `origin` names, per parameter, the file and keys it came from."""
@@ -99,7 +97,7 @@ def check_side_data(side_data: Mapping[str, object], names: Iterable[str], path:
 
 
 def squash_requests(repo: Repo) -> set[str]:
-    path = repo.theta_dir / SQUASH_FILE
+    path = repo.squash_requests
     if not path.exists():
         return set()
     return {line for line in path.read_text().splitlines() if line}
@@ -108,8 +106,8 @@ def squash_requests(repo: Repo) -> set[str]:
 def request_squash(repo: Repo, paths: list[str]) -> None:
     current = squash_requests(repo) | set(paths)
     repo.theta_dir.mkdir(parents=True, exist_ok=True)
-    (repo.theta_dir / SQUASH_FILE).write_text("".join(f"{p}\n" for p in sorted(current)))
+    repo.squash_requests.write_text("".join(f"{p}\n" for p in sorted(current)))
 
 
 def clear_squash_requests(repo: Repo) -> None:
-    (repo.theta_dir / SQUASH_FILE).unlink(missing_ok=True)
+    repo.squash_requests.unlink(missing_ok=True)

@@ -13,13 +13,16 @@ import os
 import resource
 import sys
 import time
-from typing import BinaryIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, BinaryIO
 
 from theta.app import smudge_policy
 from theta.app.hooks import ensure_repo_hooks
 from theta.errors import ThetaError
 from theta.git.pktline import ContentStream, ContentWriter, PacketReader, PacketWriter, ProtocolError
-from theta.session import Session
+
+if TYPE_CHECKING:
+    from theta.session import Session
 
 CAPABILITIES = ("capability=clean", "capability=smudge")
 
@@ -53,14 +56,29 @@ class Response:
 
 
 class FilterProcess:
-    def __init__(self, stdin: BinaryIO, stdout: BinaryIO, session: Session, skip_smudge: bool = False) -> None:
+    def __init__(
+        self, stdin: BinaryIO, stdout: BinaryIO, new_session: Callable[[], Session], skip_smudge: bool = False
+    ) -> None:
         self.reader = PacketReader(stdin)
         self.writer = PacketWriter(stdout)
-        self.session = session
+        self._new_session = new_session
+        self._session: Session | None = None
         self.failures: list[str] = []
         self.trace = os.environ.get("THETA_TRACE", "") not in ("", "0")
         self._hooks_checked = False
         self.leave_metadata = smudge_policy.reason(skip_smudge)
+
+    @property
+    def session(self) -> Session:
+        """Made at the first file that needs it: a git command that only shows diffs never does,
+        and its filter then starts without loading the plugins."""
+        if self._session is None:
+            self._session = self._new_session()
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
 
     def serve(self) -> int:
         self._handshake()
@@ -123,7 +141,6 @@ class FilterProcess:
 
     def _smudge(self, path: str, content: ContentStream) -> None:
         data = content.readall()
-        self._check_hooks()
         response = Response(self.writer)
         if self.leave_metadata is not None:  # a lazy checkout, or git only shows a diff
             response.write(data)
@@ -131,6 +148,7 @@ class FilterProcess:
             if self.trace:
                 print(f"theta: trace: smudge {path} left as metadata: {self.leave_metadata}", file=sys.stderr)
             return
+        self._check_hooks()
         try:
             problem = self.session.smudge(path, data, response)  # type: ignore[arg-type]
         except Exception as exc:
@@ -156,11 +174,17 @@ def main(skip_smudge: bool = False) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     protocol_in = os.fdopen(os.dup(0), "rb", buffering=1 << 20)
-    session = Session()
+    process = FilterProcess(protocol_in, protocol_out, _new_session, skip_smudge)
     try:
-        return FilterProcess(protocol_in, protocol_out, session, skip_smudge).serve()
+        return process.serve()
     except (ProtocolError, BrokenPipeError) as exc:
         print(f"theta: filter-process: {exc}", file=sys.stderr)
         return 1
     finally:
-        session.close()
+        process.close()
+
+
+def _new_session() -> Session:
+    from theta.session import Session
+
+    return Session()

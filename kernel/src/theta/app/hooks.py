@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 
 from theta.errors import ThetaError
-from theta.git.repo import Repo
-from theta.next_commit import SQUASH_FILE
+from theta.git.repo import SQUASH_REQUESTS, THETA_DIR, Repo
 
 MARKER = "# theta: managed hook"
 HOOK_VERSION = 3  # 2: every hook runs git-lfs's logic too; 3: post-commit starts Python only when needed
@@ -33,7 +32,7 @@ HOOKS_WITH_INPUT = ("pre-push",)
 # Theta's own step in each hook (the hooks without one exist to run git-lfs's logic).
 THETA_STEPS = {"pre-push": 'pre-push "$@"', "post-commit": "post-commit"}
 # A shell test before a step, where the step has work only sometimes (a process start costs 0.3 s).
-THETA_STEP_WHEN = {"post-commit": f'[ -e "$(git rev-parse --git-common-dir)/theta/{SQUASH_FILE}" ]'}
+THETA_STEP_WHEN = {"post-commit": f'[ -e "$(git rev-parse --git-common-dir)/{THETA_DIR}/{SQUASH_REQUESTS}" ]'}
 RAN_ENV = "THETA_HOOK_RAN"  # set while a shared hook runs again after Theta's step
 LFS_SETUP_ADVICE = (
     "these hooks also run Git LFS's (`git lfs pre-push`, post-checkout, post-commit, post-merge), so in this"

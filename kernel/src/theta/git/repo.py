@@ -11,6 +11,8 @@ from pathlib import Path
 from theta.errors import ThetaError
 
 THETA_ATTRIBUTE_FILTER = "theta"
+THETA_DIR = "theta"  # Theta's own state, in git's common directory
+SQUASH_REQUESTS = "squash"
 
 
 def run_git(*args: str, cwd: Path | None = None, input: bytes | None = None, check: bool = True) -> str:
@@ -50,7 +52,12 @@ class Repo:
 
     @cached_property
     def theta_dir(self) -> Path:
-        return self.common_dir / "theta"
+        return self.common_dir / THETA_DIR
+
+    @cached_property
+    def squash_requests(self) -> Path:
+        """The paths whose next commit stores every tensor whole (`git theta add --squash`)."""
+        return self.theta_dir / SQUASH_REQUESTS
 
     @cached_property
     def keep_dir(self) -> Path:

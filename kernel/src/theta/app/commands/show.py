@@ -9,9 +9,12 @@ import struct
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from theta.errors import ThetaError
-from theta.tensors import Tensor
+
+if TYPE_CHECKING:
+    from theta.tensors import Tensor
 
 SAFETENSORS_DTYPES = {
     "bool": "BOOL",
