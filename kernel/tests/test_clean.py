@@ -155,3 +155,14 @@ def test_an_update_type_that_crashes_is_skipped_with_one_warning(
     warnings = [line for line in capsys.readouterr().err.splitlines() if "crashing" in line]
     assert len(warnings) == 1
     assert "model.raw: parameter 'w': update type 'crashing' (<local>) failed: ZeroDivisionError" in warnings[0]
+
+
+def test_a_candidate_estimated_over_its_limit_on_a_sample_is_not_run_on_the_whole(tmp_path: Path) -> None:
+    """An estimate near its limit was run on the whole tensor and refused there, at great cost
+    (a bfloat16 fine-tune): a candidate must fit on the sample to be tried."""
+    cleaner, _ = make(tmp_path, Whole(), Xor())
+    bits = np.random.default_rng(0).integers(0, 2**32, size=(512, 256), dtype=np.uint32)  # incompressible
+    tensor = Tensor.from_numpy(bits.view(np.float32))
+    base = Tensor.from_numpy(np.zeros((512, 256), dtype=np.float32))  # the xor is the tensor's own bits
+    assert not cleaner._may_fit(Xor(), tensor, base, limit=tensor.nbytes / 1.2)
+    assert cleaner._may_fit(Xor(), tensor, base, limit=tensor.nbytes * 1.05)
