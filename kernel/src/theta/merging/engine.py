@@ -17,7 +17,6 @@ valid checkpoint.
 from __future__ import annotations
 
 import fnmatch
-import math
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -32,7 +31,8 @@ from theta.metadata import METADATA_VERSION, Blob, MergeRecord, Metadata, Parame
 from theta.prefetch import IN_FLIGHT_BYTES, OrderedPool
 from theta.progress import Progress
 from theta.session import Session
-from theta.tensors import Tensor, dtype
+from theta.splice import nbytes
+from theta.tensors import Tensor
 
 # A tensor a strategy combined differs from both sides almost everywhere: only the cheap update
 # types (cost 1, like comparing bits) are tried on it, never a factorisation.
@@ -382,13 +382,17 @@ def _settle(
         parameters[name] = result
 
 
+def _either(versions: Versions, name: str) -> Parameter | None:
+    return versions.entry("ours", name) or versions.entry("theirs", name)
+
+
 def _tensor_bytes(versions: Versions, name: str) -> int:
-    entry = versions.entry("ours", name) or versions.entry("theirs", name)
-    return 0 if entry is None else dtype(entry.dtype).itemsize * math.prod(entry.shape)
+    entry = _either(versions, name)
+    return 0 if entry is None else nbytes(entry.dtype, entry.shape)
 
 
 def _size(versions: Versions, name: str) -> int:
-    entry = versions.entry("ours", name) or versions.entry("theirs", name)
+    entry = _either(versions, name)
     if entry is None:
         return 0
     return sum(o.size for step in entry.steps for o in step.objects.values())

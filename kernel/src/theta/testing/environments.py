@@ -220,11 +220,12 @@ class FreshEnvironment:
 
     def install(self, *items: str | Path) -> None:
         """`pip install` of requirement strings and project directories (`DIR` or `DIR[extra]`)."""
-        projects = [Path(str(i).split("[")[0]) for i in items if Path(str(i).split("[")[0]).is_dir()]
+        projects = [project for project, _ in map(_project_item, items) if project is not None]
         needed = {r for p in projects for r in build_requirements(p)} - self._build_requirements
         self.link([*map(requirement_name, needed), *_wanted(items)])
-        if needed - {r for r in needed if requirement_name(r) in self.linked}:
-            self._pip(*sorted(needed))
+        unlinked = sorted(r for r in needed if requirement_name(r) not in self.linked)
+        if unlinked:
+            self._pip(*unlinked)
         self._build_requirements |= needed
         self._pip("--no-build-isolation", *items)
 
@@ -286,17 +287,23 @@ class FreshEnvironment:
         self.install(*sources, *missing, f"{target}[{extra}]" if extra else target)
 
 
+def _project_item(item: str | Path) -> tuple[Path | None, str | None]:
+    """(project directory, extra) of an install item `DIR` or `DIR[extra]`; (None, None) for a requirement."""
+    project, _, extra = str(item).partition("[")
+    return (Path(project), extra.rstrip("]") or None) if Path(project).is_dir() else (None, None)
+
+
 def _wanted(items: Iterable[str | Path]) -> list[str]:
     """The distribution names that installing `items` (requirements, `DIR` or `DIR[extra]`) asks for directly."""
     names = []
-    for item in map(str, items):
-        project, _, extra = item.partition("[")
-        if not Path(project).is_dir():
-            names.append(requirement_name(item))
+    for item in items:
+        project, extra = _project_item(item)
+        if project is None:
+            names.append(requirement_name(str(item)))
             continue
-        names += declared_requirements(Path(project))
+        names += declared_requirements(project)
         if extra:
-            names += declared_requirements(Path(project), extra.rstrip("]"))
+            names += declared_requirements(project, extra)
     return names
 
 
