@@ -26,6 +26,7 @@ from typing import BinaryIO
 import numpy as np
 from attrs import field, frozen
 
+from theta.bits import evenly_spaced
 from theta.errors import FormatError, ObjectCorrupt, ObjectMissing, ThetaError
 from theta.formats import CheckpointFormat, Layout, Source, TensorInfo
 from theta.metadata import HASH_PREFIX, METADATA_VERSION, ArrayObject, Blob, Metadata, Parameter, Step
@@ -300,7 +301,7 @@ class Cleaner:
             return True
         per_row = tensor.numel // rows
         count = min(max(TRIAL_ROWS, math.ceil(rows * TRIAL_SHARE)), max(TRIAL_ROWS, TRIAL_ELEMENTS // per_row))
-        picked = np.unique(np.linspace(0, rows - 1, count).astype(np.int64))
+        picked = evenly_spaced(rows, count)
         sample, sample_base = (
             Tensor.from_numpy(np.ascontiguousarray(t.numpy()[picked]), dtype_name=t.dtype) for t in (tensor, base)
         )

@@ -1,7 +1,7 @@
 """Helpers for update-type tests that use real framework tensors: a small PyTorch transformer
 layer in float32, float16 and bfloat16, the changes each update type is made for (a merged
-LoRA, an IA3 scaling, a scattered edit), the stored size as the kernel counts it, and an
-exactness check.
+LoRA, an IA3 scaling, a scattered edit), the stored size as the kernel counts it, an
+exactness check, and the memory an encoding or decoding holds at its peak.
 
 PyTorch is imported inside the functions that need it (and for `DTYPES`): a plugin whose
 tests use these declares torch in its `[test]` extra; the kernel does not depend on it.
@@ -11,13 +11,15 @@ tests use these declares torch in its `[test]` extra; the kernel does not depend
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import tracemalloc
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from theta import bits
 from theta.plugins import default_manager
 from theta.store import codecs
 from theta.tensors import Tensor
@@ -28,6 +30,8 @@ from theta.updates import Update, UpdateType
 
 if TYPE_CHECKING:
     import torch
+
+T = TypeVar("T")
 
 
 def __getattr__(name: str) -> Any:
@@ -225,3 +229,31 @@ def committed_update_types(tmp_path: Path, dtype: torch.dtype) -> dict[str, str]
         assert repo.read("model.safetensors") == data, rev
     stored = json.loads(repo.blob("HEAD:model.safetensors"))["parameters"]
     return {name: p["steps"][-1]["update"] for name, p in stored.items() if len(p["steps"]) > 1}
+
+
+def memory_test_matrix(shape: tuple[int, int], seed: int = 5) -> np.ndarray:
+    """A float32 weight of `shape` whose values are exact in bfloat16 (normal, standard deviation 0.02)."""
+    w = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+    return bits.to_values(bits.to_bits(w, "bfloat16"), "bfloat16")
+
+
+def bfloat16_tensor(values: np.ndarray) -> Tensor:
+    """`values` rounded to bfloat16, as a Theta tensor."""
+    return Tensor.from_numpy(bits.to_bits(values, "bfloat16"), dtype_name="bfloat16")
+
+
+def traced_peak(call: Callable[[], T]) -> tuple[T, int]:
+    """`call()` and the most memory it held at once beyond what it returned, in bytes.
+
+    Counts what Python and numpy allocate (tracemalloc): the arrays an encoding makes, not
+    the interpreter's own.
+    """
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return result, peak - start

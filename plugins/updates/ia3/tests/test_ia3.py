@@ -117,3 +117,16 @@ def test_special_values_round_trip_exactly() -> None:
 
 def test_git_stores_its_change_as_ia3_and_checks_out_exactly(tmp_path: Path) -> None:
     assert kit.committed_update_types(tmp_path, torch.bfloat16)["linear2.weight"] == "ia3"
+
+
+def test_a_large_matrix_is_encoded_and_decoded_within_three_times_its_size() -> None:
+    # 32 MiB of bfloat16, 8192 x 2048: each float32 copy of the whole matrix would be 64 MiB (it held 12).
+    shape = (8192, 2048)
+    w = kit.memory_test_matrix(shape)
+    new = w * (1 + 0.2 * np.random.default_rng(1).standard_normal(shape[0], dtype=np.float32))[:, None]
+    base, tensor = kit.bfloat16_tensor(w), kit.bfloat16_tensor(new)
+    update, encode_peak = kit.traced_peak(lambda: IA3.encode(tensor, base))
+    assert update is not None
+    decoded, decode_peak = kit.traced_peak(lambda: IA3.decode(update, base, TensorInfo(dtype="bfloat16", shape=shape)))
+    assert decoded.sha256() == tensor.sha256()
+    assert encode_peak <= 3 * tensor.nbytes and decode_peak <= 3 * tensor.nbytes, (encode_peak, decode_peak)

@@ -129,3 +129,20 @@ def test_special_values_round_trip_exactly() -> None:
 
 def test_git_stores_its_change_as_low_rank_and_checks_out_exactly(tmp_path: Path) -> None:
     assert kit.committed_update_types(tmp_path, torch.bfloat16)["linear1.weight"] == "low-rank"
+
+
+def test_a_large_matrix_is_decoded_within_twice_its_size() -> None:
+    # 32 MiB of bfloat16, 8192 x 2048: each float32 copy of the whole matrix would be 64 MiB (it held 12).
+    shape = (8192, 2048)
+    rng = np.random.default_rng(1)
+    w = kit.memory_test_matrix(shape)
+    new = w + (rng.standard_normal((shape[0], 8), dtype=np.float32) * 0.03) @ (
+        rng.standard_normal((8, shape[1]), dtype=np.float32) * 0.03
+    )
+    base, tensor = kit.bfloat16_tensor(w), kit.bfloat16_tensor(new)
+    update = LOW_RANK.encode(tensor, base)
+    assert update is not None
+    info = TensorInfo(dtype="bfloat16", shape=shape)
+    decoded, peak = kit.traced_peak(lambda: LOW_RANK.decode(update, base, info))
+    assert decoded.sha256() == tensor.sha256()
+    assert peak <= 2 * tensor.nbytes, peak

@@ -10,13 +10,18 @@ AXES = ("rows", "columns")
 SAMPLE_SLICES = 256
 
 
+def part(vector: np.ndarray, rows: slice, axis: str) -> np.ndarray:
+    """The scales that apply to a block of rows: theirs for a per-row scale, all of them per column."""
+    return vector[rows] if axis == "rows" else vector
+
+
 def scaled(base: np.ndarray, vector: np.ndarray, axis: str) -> np.ndarray:
     """base times one scale per row (`rows`) or per column (`columns`), elementwise."""
     column = vector.astype(base.dtype, copy=False)
     return base * (column[:, None] if axis == "rows" else column[None, :])
 
 
-def estimated_scale(base: np.ndarray, target_bits: np.ndarray, name: str, axis: str) -> np.ndarray:
+def estimated_scale(base_bits: np.ndarray, target_bits: np.ndarray, name: str, axis: str) -> np.ndarray:
     """One float32 scale per row or column, as near as possible to what produced the new bits.
 
     The median of new/base over each row (or column) comes within a rounding error of the
@@ -25,9 +30,11 @@ def estimated_scale(base: np.ndarray, target_bits: np.ndarray, name: str, axis: 
     on about SAMPLE_SLICES evenly spaced columns (rows).
     """
     reduce_over = 1 if axis == "rows" else 0
-    pick = _bits.evenly_spaced(base.shape[reduce_over], SAMPLE_SLICES)
-    base, target_bits = (base[:, pick], target_bits[:, pick]) if axis == "rows" else (base[pick], target_bits[pick])
-    target = _bits.to_values(target_bits, name)
+    pick = _bits.evenly_spaced(base_bits.shape[reduce_over], SAMPLE_SLICES)
+    base_bits, target_bits = (
+        (base_bits[:, pick], target_bits[:, pick]) if axis == "rows" else (base_bits[pick], target_bits[pick])
+    )
+    base, target = _bits.to_values(base_bits, name), _bits.to_values(target_bits, name)
     ratio = target / base
     valid = np.isfinite(ratio) & (base != 0)
     if valid.all():

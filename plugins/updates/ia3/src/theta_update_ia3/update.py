@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from attrs import frozen
@@ -12,7 +12,7 @@ from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update, UpdateType
-from theta_update_ia3.scales import AXES, estimated_scale, scaled
+from theta_update_ia3.scales import AXES, estimated_scale, part, scaled
 
 __all__ = ["IA3Update"]
 
@@ -31,13 +31,19 @@ def given_scale(side_data: Mapping[str, Tensor], rows: int, cols: int) -> list[t
     return [(axis, vector) for axis in axes]
 
 
-def sampled_size(base: np.ndarray, target_bits: np.ndarray, name: str, axis: str, vector: np.ndarray) -> float:
+def sampled_size(base_bits: np.ndarray, target_bits: np.ndarray, name: str, axis: str, vector: np.ndarray) -> float:
     """The stored size of a scale and its residual, estimated on evenly spaced rows."""
-    rows, cols = base.shape
+    rows, cols = base_bits.shape
     sample = _bits.evenly_spaced(rows, _bits.SAMPLE_ELEMENTS // cols)
     part = vector[sample] if axis == "rows" else vector
-    planes = _bits.residual(target_bits[sample], scaled(base[sample], part, axis), name)
+    approx = scaled(_bits.to_values(base_bits[sample], name), part, axis)
+    planes = _bits.residual(target_bits[sample], approx, name)
     return vector.nbytes + _bits.estimated_size(planes, target_bits.itemsize) * rows / sample.size
+
+
+def approximation(base_bits: np.ndarray, name: str, vector: np.ndarray, axis: str) -> Callable[[slice], np.ndarray]:
+    """The base scaled, a block of rows at a time."""
+    return lambda rows: scaled(_bits.to_values(base_bits[rows], name), part(vector, rows, axis), axis)
 
 
 @frozen
@@ -47,31 +53,31 @@ class IA3Update(UpdateType):
     def encode(
         self, tensor: Tensor, base: Tensor | None, side_data: Mapping[str, Tensor] | None = None
     ) -> Update | None:
-        found = _bits.operands(tensor, base)
+        found = _bits.matrices(tensor, base)
         if found is None:
             return None
-        target_bits, base_values = found
+        target_bits, base_bits = found
         name = tensor.dtype
-        rows, cols = base_values.shape
+        rows, cols = base_bits.shape
         with np.errstate(all="ignore"):
             if side_data and "ia3" in side_data:
                 candidates, source = given_scale(side_data, rows, cols), "update-data"
             else:
-                candidates = [(axis, estimated_scale(base_values, target_bits, name, axis)) for axis in AXES]
+                candidates = [(axis, estimated_scale(base_bits, target_bits, name, axis)) for axis in AXES]
                 source = "estimated"
-            axis, vector = min(candidates, key=lambda c: sampled_size(base_values, target_bits, name, *c))
-            planes = _bits.residual(target_bits, scaled(base_values, vector, axis), name)
+            axis, vector = min(candidates, key=lambda c: sampled_size(base_bits, target_bits, name, *c))
+            planes = _bits.residual_by_rows(target_bits, approximation(base_bits, name, vector, axis), name)
         if not _bits.worthwhile(vector.nbytes + _bits.estimated_size(planes, target_bits.itemsize), target_bits):
             return None
         arrays = {"scale": Tensor.from_numpy(vector), **_bits.residual_arrays(planes)}
         return Update(arrays=arrays, params={"axis": axis, "scale": source})
 
     def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
-        base_values = _bits.base_values(base, info, "an ia3")
-        rows, cols = base_values.shape
+        base_bits = _bits.base_bits(base, info, "an ia3")
+        rows, cols = base_bits.shape
         axis = update.params.get("axis")
         (vector,) = _bits.arrays(update.arrays, ("scale",), "an ia3")
         if axis not in AXES or vector.shape != ((rows,) if axis == "rows" else (cols,)):
             raise ThetaError(f"ia3 scale of {list(vector.shape)} along {axis!r} does not fit {list(info.shape)}")
         with np.errstate(all="ignore"):
-            return _bits.corrected(scaled(base_values, vector, axis), update.arrays, info)
+            return _bits.corrected_by_rows(approximation(base_bits, info.dtype, vector, axis), update.arrays, info)

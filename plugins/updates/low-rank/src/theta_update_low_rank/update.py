@@ -13,57 +13,100 @@ from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update, UpdateType
-from theta_update_low_rank.factors import fitted_scale, top_factors
+from theta_update_low_rank.factors import finite, fitted_scale, gram_svd, top_factors
 
 MAX_RANK = 16
 # Share of a change's energy, on rows the factors were not fitted to, above which the change
 # is not treated as low-rank.
 MAX_UNEXPLAINED = 0.5
+# At most this share unexplained, the screen's row space is used as it is, without an SVD of the whole.
+SAMPLED_ROWS_ENOUGH = 0.01
+# Power iterations from the screen's row space over every row: one brings it level with a full SVD.
+REFINEMENTS = 1
+# The ranks tried on the whole tensor's sample: those within this distance of the one the screen found best.
+NEAR = 2
+# Each rank is judged on about this many elements of the sample rows.
+RANK_ELEMENTS = 1 << 14
 
 
 def reconstruct(base: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
     """base + sum over k of outer(b[:, k], a[k]), accumulated in order with elementwise arithmetic.
 
     Elementwise IEEE operations give the same bits on every machine, which a BLAS matrix
-    product does not promise; the residual depends on this.
+    product does not promise; the residual depends on this. (Whole-matrix operations: blocks
+    of rows that stay in the cache are faster on one thread, slower on two.)
     """
     b, a = b.astype(base.dtype, copy=False), a.astype(base.dtype, copy=False)
     delta, term = np.zeros(base.shape, dtype=base.dtype), np.empty(base.shape, dtype=base.dtype)
     for k in range(a.shape[0]):
         delta += np.multiply.outer(b[:, k], a[k], out=term)
-    return base + delta
+    return np.add(base, delta, out=delta)
 
 
 def best_rank(
-    sample: np.ndarray, sample_bits: np.ndarray, b: np.ndarray, a: np.ndarray, rows_total: int, name: str
+    sample: np.ndarray,
+    sample_bits: np.ndarray,
+    b: np.ndarray,
+    a: np.ndarray,
+    rows_total: int,
+    name: str,
+    ranks: range | None = None,
 ) -> tuple[int, float]:
-    """The rank whose factors plus residual are estimated smallest, and that size, judged on sample rows.
+    """The rank (among `ranks`, default all) whose factors plus residual are estimated smallest, and that size.
 
-    `b` holds the sample rows' left factors; the estimate scales the sample up to `rows_total` rows.
+    Judged on about RANK_ELEMENTS evenly spread elements of the sample rows: `b` holds those
+    rows' left factors; the estimate scales the sample up to `rows_total` rows.
     """
     cols = sample.shape[1]
-    b, a = b.astype(sample.dtype, copy=False), a.astype(sample.dtype, copy=False)
-    delta = np.zeros(sample.shape, dtype=sample.dtype)
-    found = (1, np.inf)
-    for rank in range(1, a.shape[0] + 1):
-        delta += np.multiply.outer(b[:, rank - 1], a[rank - 1])
-        planes = _bits.residual(sample_bits, sample + delta, name)
-        size = _bits.estimated_size(planes, sample_bits.itemsize) * rows_total / len(sample) + 4 * rank * (
-            rows_total + cols
-        )
+    ranks = ranks if ranks is not None else range(1, a.shape[0] + 1)
+    picked = _bits.evenly_spaced(sample.size, RANK_ELEMENTS)
+    at_row, at_col = np.divmod(picked, cols)
+    values, bits = sample.reshape(-1)[picked], sample_bits.reshape(-1)[picked]
+    b, a = b.astype(sample.dtype, copy=False)[at_row], a.astype(sample.dtype, copy=False)[:, at_col]
+    delta = np.zeros(picked.size, dtype=sample.dtype)
+    scale = sample.size / picked.size * rows_total / len(sample)
+    found = (ranks.start, np.inf)
+    for rank in range(1, ranks.stop):
+        delta += b[:, rank - 1] * a[rank - 1]
+        if rank < ranks.start:
+            continue
+        planes = _bits.residual(bits, values + delta, name)
+        size = _bits.estimated_size(planes, sample_bits.itemsize) * scale + 4 * rank * (rows_total + cols)
         if size < found[1]:
             found = (rank, size)
     return found
 
 
-def choose_rank(base: np.ndarray, target_bits: np.ndarray, b: np.ndarray, a: np.ndarray, name: str) -> int:
-    """The rank whose factors plus residual are estimated smallest, judged on evenly spaced rows."""
+def choose_rank(
+    base: np.ndarray, target_bits: np.ndarray, b: np.ndarray, a: np.ndarray, name: str, near: int | None
+) -> int:
+    """The rank whose factors plus residual are estimated smallest, judged on evenly spaced rows.
+
+    With `near` (the screen's choice), only the ranks within NEAR of it are tried.
+    """
     rows = _bits.evenly_spaced(base.shape[0], _bits.SAMPLE_ELEMENTS // base.shape[1])
-    return best_rank(base[rows], target_bits[rows], b[rows], a, base.shape[0], name)[0]
+    top = a.shape[0]
+    ranks = range(1, top + 1) if near is None else range(max(1, near - NEAR), min(top, near + NEAR) + 1)
+    return best_rank(base[rows], target_bits[rows], b[rows], a, base.shape[0], name, ranks)[0]
 
 
-def promising(base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, name: str) -> bool:
-    """Whether a low-rank update could pay, judged before the full SVD on a sample of rows.
+@frozen
+class Screen:
+    """What a sample of rows says of a change: whether a low-rank update may pay, at which rank.
+
+    `row_space` (MAX_RANK x cols, orthonormal rows, strongest first) was fitted on half the
+    sampled rows; `unexplained` is the share of the other half's energy outside it. A matrix
+    too small to be worth screening has neither.
+    """
+
+    pays: bool
+    rank: int = 0
+    row_space: np.ndarray | None = None
+    unexplained: float = 1.0
+
+
+def screen(base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, name: str) -> Screen:
+    """Judge a change, before any work on the whole matrix, on a sample of its rows.
 
     The row space is fitted on every other sampled row and tried on the rows between, so that
     noise (a full fine-tune), which no rank-16 space of other rows explains, is seen as such.
@@ -71,17 +114,34 @@ def promising(base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, nam
     rows_total, cols = base.shape
     rows = _bits.evenly_spaced(rows_total, max(8 * MAX_RANK, 2 * _bits.SAMPLE_ELEMENTS // cols))
     if rows.size >= rows_total // 2:
-        return True  # a small matrix: the full encoding is as cheap as a screen
+        return Screen(pays=True)  # a small matrix: the full encoding is as cheap as a screen
     fit, held_out = rows[0::2], rows[1::2]
     _, a = top_factors(change[fit], MAX_RANK)
     with np.errstate(all="ignore"):
-        observed = np.nan_to_num(change[held_out].astype(np.float32))
+        observed = finite(change[held_out])
         b = observed @ a.T
         unexplained = float(np.square(observed - b @ a).sum()) / max(float(np.square(observed).sum()), 1e-30)
     if unexplained > MAX_UNEXPLAINED:
-        return False  # not a low-rank change: the other update types store such a change as well
-    size = best_rank(base[held_out], target_bits[held_out], b, a, rows_total, name)[1]
-    return _bits.worthwhile(size, target_bits)
+        return Screen(pays=False)  # not a low-rank change: the other update types store such a change as well
+    rank, size = best_rank(base[held_out], target_bits[held_out], b, a, rows_total, name)
+    return Screen(pays=_bits.worthwhile(size, target_bits), rank=rank, row_space=a, unexplained=unexplained)
+
+
+def factors(
+    base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, name: str, screened: Screen
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """B, A and how they were found: from the screen's row space when it explains the change
+    almost wholly (one matrix product), else from a truncated SVD of the whole change."""
+    if screened.row_space is not None and screened.unexplained <= SAMPLED_ROWS_ENOUGH:
+        work, a = finite(change), screened.row_space[: screened.rank]
+        with np.errstate(all="ignore"):
+            for _ in range(REFINEMENTS):  # a power iteration: the row space of every row, not only the sample's
+                a = gram_svd((work @ a.T).T @ work)[2][: screened.rank].astype(np.float32)
+            a = np.ascontiguousarray(a)
+            return np.ascontiguousarray(work @ a.T), a, "row-sample"
+    b, a = top_factors(change, MAX_RANK)
+    rank = choose_rank(base, target_bits, b, a, name, screened.rank or None)
+    return np.ascontiguousarray(b[:, :rank]), np.ascontiguousarray(a[:rank]), "svd"
 
 
 def given_factors(side_data: Mapping[str, Tensor], rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,13 +193,11 @@ class LowRankUpdate(UpdateType):
                     b, params["lora_scale"] = (b * np.float32(scale)).astype(np.float32), scale
                 params["factors"] = "update-data"
             else:
-                if not promising(base_values, target_bits, change, name):
+                screened = screen(base_values, target_bits, change, name)
+                if not screened.pays:
                     return None
-                b, a = top_factors(change, MAX_RANK)
-                rank = choose_rank(base_values, target_bits, b, a, name)
-                b, a = np.ascontiguousarray(b[:, :rank]), np.ascontiguousarray(a[:rank])
-                params["factors"] = "svd"
-            planes = _bits.residual(target_bits, reconstruct(base_values, b, a), name)
+                b, a, params["factors"] = factors(base_values, target_bits, change, name, screened)
+            planes = _bits.residual_by_rows(target_bits, lambda rows: reconstruct(base_values[rows], b[rows], a), name)
         if not _bits.worthwhile(a.nbytes + b.nbytes + _bits.estimated_size(planes, target_bits.itemsize), target_bits):
             return None
         params["rank"] = int(a.shape[0])
@@ -147,12 +205,14 @@ class LowRankUpdate(UpdateType):
         return Update(arrays=arrays, params=params)
 
     def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
-        base_values = _bits.base_values(base, info, "a low-rank")
-        rows, cols = base_values.shape
+        base_bits = _bits.base_bits(base, info, "a low-rank")
+        rows, cols = base_bits.shape
         a, b = _bits.arrays(update.arrays, ("a", "b"), "a low-rank")
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != cols or b.shape[0] != rows or a.shape[0] != b.shape[1]:
             raise ThetaError(
                 f"low-rank factors {list(b.shape)} @ {list(a.shape)} do not fit {info.dtype} {list(info.shape)}"
             )
         with np.errstate(all="ignore"):
-            return _bits.corrected(reconstruct(base_values, b, a), update.arrays, info)
+            return _bits.corrected_by_rows(
+                lambda rows: reconstruct(_bits.to_values(base_bits[rows], info.dtype), b[rows], a), update.arrays, info
+            )
