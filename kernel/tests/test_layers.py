@@ -19,7 +19,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (1, ("theta.metadata",)),
     (1, ("theta.peft", "theta.sharded")),
     (2, ("theta.hookspecs", "theta.plugins", "theta.catalog")),
-    (3, ("theta.store", "theta.checkpoints", "theta.prefetch")),
+    (3, ("theta.store", "theta.checkpoints", "theta.prefetch", "theta.downloads")),
     (3, ("theta.git",)),
     (4, ("theta.session", "theta.next_commit")),
     (5, ("theta.merging", "theta.diffing", "theta.api", "theta.models")),

@@ -20,16 +20,17 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import BinaryIO
 
 import numpy as np
 from attrs import field, frozen
 
 from theta.bits import evenly_spaced
+from theta.downloads import BackgroundFetch, Fetcher
 from theta.errors import FormatError, ObjectCorrupt, ObjectMissing, ThetaError
 from theta.formats import CheckpointFormat, Layout, Source, TensorInfo
-from theta.metadata import HASH_PREFIX, METADATA_VERSION, ArrayObject, Blob, Metadata, Parameter, Step
+from theta.metadata import HASH_PREFIX, METADATA_VERSION, ArrayObject, Blob, Metadata, ObjectUse, Parameter, Step
 from theta.plugins import Registry
 from theta.prefetch import WORKERS, OrderedPool, PrefetchingLoader
 from theta.store import codecs
@@ -62,8 +63,6 @@ TRIAL_SHARE = 1 / 16
 TRIAL_ROWS = 32
 TRIAL_ELEMENTS = 1 << 16
 TRIAL_SLACK = 1.0
-
-Fetcher = Callable[[Sequence[tuple[str, int]], str], list[str]]
 
 
 @frozen(kw_only=True)
@@ -338,47 +337,83 @@ class Smudger:
             corrupt_remote = getattr(failed, "corrupt_on_remote", frozenset())
             missing = [(oid, size) for oid, size in missing if not store.has(oid)]
         if missing:
-            damaged = [oid for oid, _ in missing if oid in corrupt_remote]
-            oid = damaged[0] if damaged else missing[0][0]
-            owner = needed[oid].parameter
-            what = "its skeleton" if owner is None else f"parameter {owner!r}"
-            others = f"; {len(missing) - 1} other object(s) are missing too" if len(missing) > 1 else ""
-            if damaged:
-                raise ObjectCorrupt(
-                    oid,
-                    f"{path}: object {oid} of {what} is corrupt on the remote (its copy there does not match"
-                    f" its sha256) and is not in the local store{others}. Have the remote's copy deleted, then"
-                    " push it again from a repository with a good copy (`git theta fsck` there checks it)."
-                    " The file was not written.",
-                )
-            raise ObjectMissing(
-                oid,
-                f"{path}: {len(missing)} object(s) missing, e.g. {oid} of {what}: not in the local store and"
-                " not on the remote (was it pushed? is the remote reachable?). The file was not written.",
-            )
+            raise _missing_error(path, needed, missing, corrupt_remote)
 
     def smudge(self, metadata: Metadata, path: str, sink: BinaryIO) -> None:
+        """Write the checkpoint; objects not in the local store are downloaded while it is written.
+
+        A tensor waits only for its own objects. One that cannot be had stops the write with an
+        error naming it (the filter then reports a failure, and git writes no file).
+        """
         fmt = self.registry.format(metadata.format, metadata.format_plugin)
-        self.ensure_objects(metadata, path)
-        skeleton = b""
-        if metadata.skeleton is not None:
-            skeleton = self.params.store.read(metadata.skeleton.oid, metadata.skeleton.size)
-        loader = PrefetchingLoader(
-            list(metadata.parameters),
-            lambda name: self.params.load(metadata.parameters[name], path, name),
-            sizes={n: dtype(p.dtype).itemsize * math.prod(p.shape) for n, p in metadata.parameters.items()},
-        )
-        layout = Layout(
-            skeleton=skeleton,
-            parameters={n: TensorInfo(dtype=p.dtype, shape=p.shape) for n, p in metadata.parameters.items()},
-            load=loader,
-            hashes={n: p.hash.removeprefix(HASH_PREFIX) for n, p in metadata.parameters.items()},
-            path=path,
-        )
+        store = self.params.store
+        needed = metadata.objects()
+        missing = [(oid, use.size) for oid, use in needed.items() if not store.has(oid)]
+        download = BackgroundFetch(self.fetch, missing, path) if missing and self.fetch is not None else None
+
+        def present(oids: Sequence[str]) -> None:
+            if all(store.has(oid) for oid in oids):
+                return
+            failures = download.wait(oids) if download is not None else []
+            if failures is None and all(store.has(oid) for oid in oids):
+                return
+            failures = download.finish() if download is not None else []
+            absent = [(oid, size) for oid, size in missing if not store.has(oid)]
+            corrupt = getattr(failures, "corrupt_on_remote", frozenset())
+            raise _missing_error(path, needed, absent or [(oids[0], needed[oids[0]].size)], corrupt)
+
+        def load(name: str) -> Tensor:
+            entry = metadata.parameters[name]
+            present([record.oid for step in entry.steps for record in step.objects.values()])
+            return self.params.load(entry, path, name)
+
+        loader = None
         try:
+            skeleton = b""
+            if metadata.skeleton is not None:
+                present([metadata.skeleton.oid])
+                skeleton = store.read(metadata.skeleton.oid, metadata.skeleton.size)
+            loader = PrefetchingLoader(
+                list(metadata.parameters),
+                load,
+                sizes={n: dtype(p.dtype).itemsize * math.prod(p.shape) for n, p in metadata.parameters.items()},
+            )
+            layout = Layout(
+                skeleton=skeleton,
+                parameters={n: TensorInfo(dtype=p.dtype, shape=p.shape) for n, p in metadata.parameters.items()},
+                load=loader,
+                hashes={n: p.hash.removeprefix(HASH_PREFIX) for n, p in metadata.parameters.items()},
+                path=path,
+            )
             fmt.write(layout, sink)
         finally:
-            loader.close()
+            if loader is not None:
+                loader.close()
+            if download is not None:
+                download.finish()
+
+
+def _missing_error(
+    path: str, needed: Mapping[str, ObjectUse], missing: Sequence[tuple[str, int]], corrupt_remote: Collection[str]
+) -> ThetaError:
+    damaged = [oid for oid, _ in missing if oid in corrupt_remote]
+    oid = damaged[0] if damaged else missing[0][0]
+    owner = needed[oid].parameter
+    what = "its skeleton" if owner is None else f"parameter {owner!r}"
+    others = f"; {len(missing) - 1} other object(s) are missing too" if len(missing) > 1 else ""
+    if damaged:
+        return ObjectCorrupt(
+            oid,
+            f"{path}: object {oid} of {what} is corrupt on the remote (its copy there does not match"
+            f" its sha256) and is not in the local store{others}. Have the remote's copy deleted, then"
+            " push it again from a repository with a good copy (`git theta fsck` there checks it)."
+            " The file was not written.",
+        )
+    return ObjectMissing(
+        oid,
+        f"{path}: {len(missing)} object(s) missing, e.g. {oid} of {what}: not in the local store and"
+        " not on the remote (was it pushed? is the remote reachable?). The file was not written.",
+    )
 
 
 def _warn(message: str) -> None:

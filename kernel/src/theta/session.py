@@ -109,7 +109,6 @@ class Session:
             sink.write(blob)
             problem = self.registry.missing("formats", metadata.format, metadata.format_plugin)
             return f"{problem}; then run `git theta checkout` (the metadata file was written instead)"
-        self.smudger.ensure_objects(metadata, path)
         with Progress(f"writing {path}", _tensor_bytes(metadata), "B") as progress:
             self.smudger.smudge(metadata, path, progress.writer(sink))
         self.remember_checkout(path, blob)

@@ -13,7 +13,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from theta.errors import ThetaError
@@ -47,10 +47,17 @@ def push_objects(remote: str, oids: Sequence[str], cwd: str | None = None) -> No
 
 
 def fetch_objects(
-    objects: Sequence[tuple[str, int]], label: str, cwd: str | os.PathLike[str] | None = None
+    objects: Sequence[tuple[str, int]],
+    label: str,
+    cwd: str | os.PathLike[str] | None = None,
+    arrived: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Download `objects` ((oid, size) pairs) into the local store of the repository at `cwd`
-    (default: the current directory); returns the oids that failed."""
+    (default: the current directory); returns the oids that failed.
+
+    `arrived(oid)` is called as each object lands, from the calling thread, so that a caller
+    running this on another thread can use the first objects while the rest download.
+    """
     if not objects:
         return []
     env = {k: v for k, v in os.environ.items() if k != "GIT_LFS_SKIP_SMUDGE"}
@@ -60,7 +67,7 @@ def fetch_objects(
     assert proc.stdin and proc.stdout
     progress = Progress(f"downloading {len(objects)} object(s) for {label}", sum(s for _, s in objects), "B", 0.5)
     try:
-        _fetch_through(PacketReader(proc.stdout), PacketWriter(proc.stdin), objects, progress)
+        _fetch_through(PacketReader(proc.stdout), PacketWriter(proc.stdin), objects, progress, arrived)
     except (EOFError, ProtocolError, BrokenPipeError) as exc:
         print(f"theta: git lfs filter-process stopped while downloading objects for {label}: {exc}", file=sys.stderr)
     finally:
@@ -107,8 +114,13 @@ def _diagnose(absent: Sequence[tuple[str, int]], cwd: str | os.PathLike[str] | N
 
 
 def _fetch_through(
-    reader: PacketReader, writer: PacketWriter, objects: Sequence[tuple[str, int]], progress: Progress
+    reader: PacketReader,
+    writer: PacketWriter,
+    objects: Sequence[tuple[str, int]],
+    progress: Progress,
+    arrived: Callable[[str], None] | None = None,
 ) -> list[str]:
+    landed = arrived or (lambda oid: None)
     writer.text_list("git-filter-client", "version=2")
     if reader.read_text_list()[:1] != ["git-filter-server"]:
         raise ProtocolError("git lfs filter-process did not greet as a filter server")
@@ -129,6 +141,7 @@ def _fetch_through(
             delayed.add(oid)
         elif status == "success":
             _discard_content(reader, progress)
+            landed(oid)
         else:
             failed.append(oid)
             if status == "abort":
@@ -145,6 +158,7 @@ def _fetch_through(
             # git-lfs does not send the object back through the pipe.
             delayed.discard(oid)
             progress.advance(sizes[oid])
+            landed(oid)
     return failed
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from theta.bits import byte_planes
 from theta.errors import ThetaError
 
 MIN_SAVING = 0.10
@@ -87,16 +88,6 @@ def encode(data: bytes | memoryview) -> tuple[str, bytes | memoryview]:
     return "raw", data
 
 
-def group(block: memoryview, itemsize: int) -> np.ndarray:
-    """The bytes of `block` (whole elements of `itemsize` bytes) byte-grouped, highest bytes first:
-    an array of `itemsize` rows (planes)."""
-    by_element = np.frombuffer(block, dtype=np.uint8).reshape(-1, itemsize)
-    out = np.empty((itemsize, by_element.shape[0]), dtype=np.uint8)
-    for plane in range(itemsize):
-        out[plane] = by_element[:, itemsize - 1 - plane]
-    return out
-
-
 def _blocks(size: int, block: int) -> Iterator[tuple[int, int]]:
     for start in range(0, size, block):
         yield start, min(start + block, size)
@@ -118,7 +109,7 @@ def encode_dense(data: bytes | memoryview, itemsize: int) -> tuple[str, bytes | 
     at = header
     compressor = _compressor(grouped=True)
     for i, (start, end) in enumerate(spans):
-        for plane in group(view[start:end], itemsize):
+        for plane in byte_planes(view[start:end], itemsize):
             frame = compressor.compress(plane)
             if at + len(frame) > limit:
                 return "raw", data  # it cannot save enough any more
@@ -207,6 +198,7 @@ def dense_estimate(data: bytes | memoryview, itemsize: int, sample_bytes: int = 
     else:
         starts = [0, (size - piece) // 2 // itemsize * itemsize]
     compressor = _compressor(grouped=True)
-    packed = sum(len(compressor.compress(plane)) for s in starts for plane in group(view[s : s + piece], itemsize))
+    planes = (plane for s in starts for plane in byte_planes(view[s : s + piece], itemsize))
+    packed = sum(len(compressor.compress(plane)) for plane in planes)
     estimate = int(packed * size / (piece * len(starts)))
     return estimate if estimate <= size * (1 - DENSE_MIN_SAVING) else size

@@ -2,8 +2,9 @@
 
 Reading never imports torch: the archive is indexed in place (memory-mapped from the
 spooled file), `data.pkl` goes through a restricted unpickler, and each storage record's
-bytes are handed out as a view of the mapping. The skeleton is the kernel's (`theta.splice`):
-the archive without the storage records' bytes, with the records' CRC-32 fields zeroed.
+bytes are read from the spooled file when the kernel asks for that tensor. The skeleton is
+the kernel's (`theta.splice`): the archive without the storage records' bytes, with the
+records' CRC-32 fields zeroed.
 Writing splices the tensors back and sets each CRC-32 from the bytes written; only a layout
 that no longer fits the skeleton needs torch (see `rebuild`).
 """
@@ -162,7 +163,13 @@ class TorchFormat(CheckpointFormat):
             buf, regions, kind=KIND, path=source.path, overwrite=_blank_crcs(regions),
             extra={"pickle": [pickle.data_offset, pickle.stored_size, int(pickle.method != STORED)]},
         )  # fmt: skip
-        return Checkpoint(skeleton=skeleton.encode(), parameters=read_tensors(buf, skeleton.regions, path=source.path))
+        # Tensors are read from the spool one at a time, not viewed in the map: pages of a map
+        # stay resident once touched, and the filter's memory would follow the checkpoint.
+        spooled = source.spool().open("rb")
+        return Checkpoint(
+            skeleton=skeleton.encode(),
+            parameters=read_tensors(spooled, skeleton.regions, path=source.path, close=True),
+        )
 
     def skeleton_state(self, skeleton: bytes) -> bytes:
         """The pickle (every non-tensor value, and which storage each tensor uses) and each
