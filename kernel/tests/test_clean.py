@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -13,7 +14,7 @@ from attrs import frozen
 
 import theta
 from theta.checkpoints import Cleaner, CleanSettings, Smudger
-from theta.errors import ThetaError
+from theta.errors import ObjectMissing, ThetaError
 from theta.formats import Checkpoint, CheckpointFormat, Layout, Source, TensorInfo, open_source
 from theta.plugins import PluginManager
 from theta.store.objects import ObjectStore
@@ -166,3 +167,40 @@ def test_a_candidate_estimated_over_its_limit_on_a_sample_is_not_run_on_the_whol
     base = Tensor.from_numpy(np.zeros((512, 256), dtype=np.float32))  # the xor is the tensor's own bits
     assert not cleaner._may_fit(Xor(), tensor, base, limit=tensor.nbytes / 1.2)
     assert cleaner._may_fit(Xor(), tensor, base, limit=tensor.nbytes * 1.05)
+
+
+def without_objects(tmp_path: Path, smudger: Smudger, metadata: Any, fetch: Any) -> tuple[Smudger, dict[str, bytes]]:
+    """A smudger over an empty store that downloads through `fetch`, and the objects it lacks."""
+    store = smudger.params.store
+    saved = {oid: bytes(store.read(oid, use.size)) for oid, use in metadata.objects().items()}
+    empty = ParameterStore(ObjectStore(tmp_path / "clone-lfs"), smudger.registry)
+    return Smudger(smudger.registry, empty, fetch), saved
+
+
+def test_a_checkout_writes_what_a_download_brings_even_unannounced(tmp_path: Path) -> None:
+    cleaner, smudger = make(tmp_path, Whole())
+    data = checkpoint(np.arange(4096))
+    metadata = clean(cleaner, data, [], CleanSettings(root_update="whole"))
+    saved: dict[str, bytes] = {}
+
+    def fetch(objects: Any, label: str, *, arrived: Any = None) -> list[str]:
+        time.sleep(0.2)  # the writer is already waiting
+        for oid, _ in objects:
+            downloading.params.store.put(saved[oid], oid=oid)
+        return []  # and it never says which objects landed: the store is what counts
+
+    downloading, saved_now = without_objects(tmp_path, smudger, metadata, fetch)
+    saved.update(saved_now)
+    assert smudge(downloading, metadata) == data
+
+
+def test_a_checkout_names_the_object_a_download_did_not_bring(tmp_path: Path) -> None:
+    cleaner, smudger = make(tmp_path, Whole())
+    metadata = clean(cleaner, checkpoint(np.arange(4096)), [], CleanSettings(root_update="whole"))
+
+    def fetch(objects: Any, label: str, *, arrived: Any = None) -> list[str]:
+        return [oid for oid, _ in objects]
+
+    downloading, _ = without_objects(tmp_path, smudger, metadata, fetch)
+    with pytest.raises(ObjectMissing, match=r"parameter 'w'.*not on the remote"):
+        smudge(downloading, metadata)

@@ -354,13 +354,18 @@ class Smudger:
         def present(oids: Sequence[str]) -> None:
             if all(store.has(oid) for oid in oids):
                 return
-            failures = download.wait(oids) if download is not None else []
-            if failures is None and all(store.has(oid) for oid in oids):
+            failures: list[str] = []
+            if download is not None:
+                download.wait(oids)
+                if all(store.has(oid) for oid in oids):
+                    return
+                failures = download.finish()  # what is still absent will not come: say why
+            absent = [oid for oid in oids if not store.has(oid)]
+            if not absent:
                 return
-            failures = download.finish() if download is not None else []
-            absent = [(oid, size) for oid, size in missing if not store.has(oid)]
+            everything_absent = [(oid, size) for oid, size in missing if not store.has(oid)]
             corrupt = getattr(failures, "corrupt_on_remote", frozenset())
-            raise _missing_error(path, needed, absent or [(oids[0], needed[oids[0]].size)], corrupt)
+            raise _missing_error(path, needed, everything_absent or [(absent[0], needed[absent[0]].size)], corrupt)
 
         def load(name: str) -> Tensor:
             entry = metadata.parameters[name]

@@ -49,18 +49,16 @@ class BackgroundFetch:
             self._landed.add(oid)
             self._changed.notify_all()
 
-    def wait(self, oids: Iterable[str]) -> list[str] | None:
+    def wait(self, oids: Iterable[str]) -> None:
         """Block until each of `oids` that was asked for has landed, or the download ended.
 
-        Returns the failures once the download has ended, else None (every one landed).
+        "Landed" is git-lfs's word: the caller checks the store, which is what counts.
         """
         wanted = [oid for oid in oids if oid in self._asked]
         with self._changed:
             self._changed.wait_for(lambda: self._failures is not None or all(o in self._landed for o in wanted))
-            ended = self._failures
         if self._error is not None:
             raise self._error
-        return ended
 
     def finish(self) -> list[str]:
         """Wait for the whole download; its failures."""
