@@ -326,19 +326,6 @@ class Smudger:
         self.params = params
         self.fetch = fetch
 
-    def ensure_objects(self, metadata: Metadata, path: str) -> None:
-        """Fetch whatever the checkpoint needs that the local store lacks; name what cannot be had."""
-        store = self.params.store
-        needed = metadata.objects()
-        missing = [(oid, use.size) for oid, use in needed.items() if not store.has(oid)]
-        corrupt_remote: frozenset[str] = frozenset()
-        if missing and self.fetch is not None:
-            failed = self.fetch(missing, path)
-            corrupt_remote = getattr(failed, "corrupt_on_remote", frozenset())
-            missing = [(oid, size) for oid, size in missing if not store.has(oid)]
-        if missing:
-            raise _missing_error(path, needed, missing, corrupt_remote)
-
     def smudge(self, metadata: Metadata, path: str, sink: BinaryIO) -> None:
         """Write the checkpoint; objects not in the local store are downloaded while it is written.
 
@@ -352,17 +339,12 @@ class Smudger:
         download = BackgroundFetch(self.fetch, missing, path) if missing and self.fetch is not None else None
 
         def present(oids: Sequence[str]) -> None:
-            if all(store.has(oid) for oid in oids):
-                return
-            failures: list[str] = []
-            if download is not None:
-                download.wait(oids)
-                if all(store.has(oid) for oid in oids):
-                    return
-                failures = download.finish()  # what is still absent will not come: say why
+            if download is not None and not all(store.has(oid) for oid in oids):
+                download.wait(oids)  # until they landed or the download ended
             absent = [oid for oid in oids if not store.has(oid)]
             if not absent:
                 return
+            failures = download.finish() if download is not None else []  # what is absent now will not come
             everything_absent = [(oid, size) for oid, size in missing if not store.has(oid)]
             corrupt = getattr(failures, "corrupt_on_remote", frozenset())
             raise _missing_error(path, needed, everything_absent or [(absent[0], needed[absent[0]].size)], corrupt)

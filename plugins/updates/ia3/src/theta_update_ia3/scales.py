@@ -10,8 +10,8 @@ AXES = ("rows", "columns")
 SAMPLE_SLICES = 256
 
 
-def part(vector: np.ndarray, rows: slice, axis: str) -> np.ndarray:
-    """The scales that apply to a block of rows: theirs for a per-row scale, all of them per column."""
+def part(vector: np.ndarray, rows: slice | np.ndarray, axis: str) -> np.ndarray:
+    """The scales that apply to some rows: theirs for a per-row scale, all of them per column."""
     return vector[rows] if axis == "rows" else vector
 
 

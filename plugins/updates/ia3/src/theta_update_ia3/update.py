@@ -31,19 +31,19 @@ def given_scale(side_data: Mapping[str, Tensor], rows: int, cols: int) -> list[t
     return [(axis, vector) for axis in axes]
 
 
+def approximation(
+    base_bits: np.ndarray, name: str, vector: np.ndarray, axis: str
+) -> Callable[[slice | np.ndarray], np.ndarray]:
+    """The base scaled, for the rows asked for (a block of rows, or chosen ones)."""
+    return lambda rows: scaled(_bits.to_values(base_bits[rows], name), part(vector, rows, axis), axis)
+
+
 def sampled_size(base_bits: np.ndarray, target_bits: np.ndarray, name: str, axis: str, vector: np.ndarray) -> float:
     """The stored size of a scale and its residual, estimated on evenly spaced rows."""
     rows, cols = base_bits.shape
     sample = _bits.evenly_spaced(rows, _bits.SAMPLE_ELEMENTS // cols)
-    part = vector[sample] if axis == "rows" else vector
-    approx = scaled(_bits.to_values(base_bits[sample], name), part, axis)
-    planes = _bits.residual(target_bits[sample], approx, name)
+    planes = _bits.residual(target_bits[sample], approximation(base_bits, name, vector, axis)(sample), name)
     return vector.nbytes + _bits.estimated_size(planes, target_bits.itemsize) * rows / sample.size
-
-
-def approximation(base_bits: np.ndarray, name: str, vector: np.ndarray, axis: str) -> Callable[[slice], np.ndarray]:
-    """The base scaled, a block of rows at a time."""
-    return lambda rows: scaled(_bits.to_values(base_bits[rows], name), part(vector, rows, axis), axis)
 
 
 @frozen
