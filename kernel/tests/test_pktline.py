@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+from pathlib import Path
 
 import pytest
 
+from theta.app.filter_process import PIPE_BYTES, widen_pipe
 from theta.git.pktline import MAX_PAYLOAD, PacketReader, PacketWriter, ProtocolError
 
 
@@ -58,3 +62,20 @@ def test_bad_headers_are_protocol_errors(header: bytes) -> None:
 def test_eof_is_reported() -> None:
     with pytest.raises(EOFError):
         PacketReader(io.BufferedReader(io.BytesIO(b"0010ab"))).read_packet()
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are a Linux feature")
+def test_the_filter_widens_the_pipes_git_talks_through(tmp_path: Path) -> None:
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    read_end, write_end = os.pipe()
+    try:
+        before = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+        widen_pipe(write_end)
+        assert fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ) == (PIPE_BYTES if limit >= PIPE_BYTES else before)
+        widen_pipe(read_end, size=limit * 2)  # beyond the system's limit: left as it was, no error
+        assert fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ) in (PIPE_BYTES, before)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    with open(tmp_path / "file", "wb") as regular:
+        widen_pipe(regular.fileno())  # not a pipe: nothing to do

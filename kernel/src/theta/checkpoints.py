@@ -149,8 +149,18 @@ class Cleaner:
         )
 
     def encode_parameter(
-        self, path: str, name: str, tensor: Tensor, known: list[Parameter], settings: CleanSettings
+        self,
+        path: str,
+        name: str,
+        tensor: Tensor,
+        known: list[Parameter],
+        settings: CleanSettings,
+        reference: Tensor | None = None,
     ) -> Parameter:
+        """The entry for `tensor`: a known entry it equals, an update of `known[0]`, or a new root.
+
+        `reference`, when given, is `known[0]`'s tensor already in memory (it is not loaded again).
+        """
         tensor_hash = HASH_PREFIX + tensor.sha256()
         layout = (tensor.dtype, tensor.shape)
         if not settings.squash:
@@ -166,7 +176,7 @@ class Cleaner:
         steps: tuple[Step, ...] = ()
         updates_so_far = len(previous.steps) - 1 if previous is not None else 0
         if previous is not None and same_layout and not settings.squash and updates_so_far < settings.chain_cap:
-            steps = self._incremental(path, name, tensor, tensor_hash, previous, settings)
+            steps = self._incremental(path, name, tensor, tensor_hash, previous, settings, reference)
         if not steps:
             steps = (self._root_step(path, name, tensor, tensor_hash, settings),)
         return Parameter(dtype=tensor.dtype, shape=tensor.shape, hash=tensor_hash, steps=steps)
@@ -233,7 +243,14 @@ class Cleaner:
         return [name for _, name in sorted(found)]
 
     def _incremental(
-        self, path: str, name: str, tensor: Tensor, tensor_hash: str, previous: Parameter, settings: CleanSettings
+        self,
+        path: str,
+        name: str,
+        tensor: Tensor,
+        tensor_hash: str,
+        previous: Parameter,
+        settings: CleanSettings,
+        reference: Tensor | None = None,
     ) -> tuple[Step, ...]:
         candidates = self._candidates(settings)
         if not candidates:
@@ -247,7 +264,7 @@ class Cleaner:
         if budget <= 0 and not forced:
             return ()  # the chain has cost as much as it may: start again whole
         try:
-            base = self.params.load(previous, path, name)
+            base = reference if reference is not None else self.params.load(previous, path, name)
         except ThetaError as exc:
             _warn(f"{exc}; storing {name!r} whole")
             return ()

@@ -21,8 +21,10 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
+import numpy as np
 from attrs import evolve, frozen
 
+from theta.bits import SAMPLE_ELEMENTS, evenly_spaced, raw_bits
 from theta.errors import ObjectMissing
 from theta.formats import CheckpointFormat
 from theta.merges import SIDES, Conflict, MergeStrategy, Side
@@ -261,11 +263,14 @@ class MergeEngine:
                 return choice, None if taken is None else evolve(taken, merge=_record(choice))
             else:
                 result = self._call_merge(choice, name, tensors)
-        tensors.clear()  # the three versions go before the result is encoded
         if not isinstance(result, Tensor):
             return choice, result
-        known = [e for e in (entries["ours"], entries["theirs"], entries["base"]) if e is not None]
-        entry = self.session.cleaner.encode_parameter(path, name, result, known, settings)
+        closest = _closest(result, tensors)
+        reference = tensors[closest] if closest is not None else None
+        tensors.clear()  # only the version the result may be stored as an update of stays in memory
+        known = [entries[side] for side in _ranked(closest) if entries[side] is not None]
+        cleaner = self.session.cleaner
+        entry = cleaner.encode_parameter(path, name, result, known, settings, reference=reference)
         return choice, evolve(entry, merge=_record(choice))
 
     def _call_merge(self, choice: Choice, name: str, tensors: dict[str, Tensor | None]) -> Tensor | Conflict | None:
@@ -380,6 +385,28 @@ def _settle(
         merged[name] = choice.strategy
     if isinstance(result, Parameter):
         parameters[name] = result
+
+
+def _closest(result: Tensor, tensors: dict[Side, Tensor | None]) -> Side | None:
+    """The version of the same layout whose bits the merged tensor keeps most often, judged on a sample."""
+    if result.numel == 0:
+        return None
+    picked = evenly_spaced(result.numel, SAMPLE_ELEMENTS)
+    merged = raw_bits(result)[picked]
+    best: tuple[int, Side] | None = None
+    for side in ("ours", "theirs", "base"):
+        tensor = tensors.get(side)
+        if tensor is None or not tensor.same_layout(result):
+            continue
+        equal = int(np.count_nonzero(raw_bits(tensor)[picked] == merged))
+        if best is None or equal > best[0]:
+            best = (equal, side)
+    return None if best is None else best[1]
+
+
+def _ranked(first: Side | None) -> list[Side]:
+    order: list[Side] = ["ours", "theirs", "base"]
+    return order if first is None else [first, *(s for s in order if s != first)]
 
 
 def _either(versions: Versions, name: str) -> Parameter | None:

@@ -138,9 +138,10 @@ def test_ties_across_spans_and_in_float64() -> None:
 def test_kth_largest_counts_ties() -> None:
     values = np.array([0.5, -2.0, 2.0, 1.0, -0.0, 2.0, np.inf, -1.0], dtype=np.float32)
     keys = magnitude_keys(values)
-    for k, (magnitude, equal) in {1: (np.inf, 1), 2: (2.0, 1), 4: (2.0, 3), 5: (1.0, 1), 8: (0.0, 1)}.items():
-        threshold, take = kth_largest(lambda span: keys[span], len(values), k)
-        assert threshold == magnitude_keys(np.array([magnitude], np.float32))[0] and take == equal, k
+    expected = {1: (np.inf, 1, 1), 2: (2.0, 1, 3), 4: (2.0, 3, 3), 5: (1.0, 1, 2), 8: (0.0, 1, 1)}
+    for k, (magnitude, take, equal) in expected.items():
+        found = kth_largest(lambda span: keys[span], len(values), k)
+        assert found == (magnitude_keys(np.array([magnitude], np.float32))[0], take, equal), k
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

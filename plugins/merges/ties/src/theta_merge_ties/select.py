@@ -4,7 +4,7 @@ A float's magnitude orders exactly like its bits with the sign bit cleared (NaN 
 infinity), so the magnitudes become unsigned keys, gathered span by span into one array (the
 only full-size temporary), and an in-place selection (`ndarray.partition`) finds the k-th
 largest. Elements equal to that threshold are then taken lowest index first, so exactly k
-are kept.
+are kept. An element not kept is multiplied by 0, as mergekit does.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def magnitude_keys(values: np.ndarray) -> np.ndarray:
     return values.view(kind) & kind(mask)
 
 
-def kth_largest(keys_of: Callable[[slice], np.ndarray], numel: int, k: int) -> tuple[int, int]:
-    """The key of the k-th largest magnitude (1 <= k <= numel), and how many elements equal to it to keep.
+def kth_largest(keys_of: Callable[[slice], np.ndarray], numel: int, k: int) -> tuple[int, int, int]:
+    """The key of the k-th largest magnitude (1 <= k <= numel), how many elements equal to it to
+    keep, and how many there are.
 
     `keys_of(span)` gives the keys of elements `span`; it is called once per span.
     """
@@ -43,17 +44,21 @@ def kth_largest(keys_of: Callable[[slice], np.ndarray], numel: int, k: int) -> t
     keys.partition(at)
     threshold = keys[at]
     greater = int(np.count_nonzero(keys[at + 1 :] > threshold))
-    return int(threshold), k - greater
+    equal = int(np.count_nonzero(keys[:at] == threshold)) + k - greater
+    return int(threshold), k - greater, equal
 
 
 class TopK:
-    """Marks the elements of the k largest magnitudes, span after span in index order."""
+    """Keeps the elements of the k largest magnitudes, span after span in index order."""
 
-    def __init__(self, threshold: int, equal: int) -> None:
+    def __init__(self, threshold: int, keep_equal: int, equal: int) -> None:
         self.threshold = threshold
-        self.equal_left = equal
+        self.equal_left = keep_equal
+        self.every_equal = keep_equal == equal  # then no span needs counting them
 
     def mask(self, keys: np.ndarray) -> np.ndarray:
+        if self.every_equal:
+            return keys >= keys.dtype.type(self.threshold)
         keep = keys > self.threshold
         if self.equal_left:
             equal = np.flatnonzero(keys == self.threshold)[: self.equal_left]
@@ -61,11 +66,14 @@ class TopK:
             self.equal_left -= len(equal)
         return keep
 
+    def trim(self, delta: np.ndarray) -> None:
+        """Multiply the elements of this span of the change that are not kept by 0, in place."""
+        delta *= self.mask(magnitude_keys(delta))
+
 
 def top_k(keys_of: Callable[[slice], np.ndarray], numel: int, density: float) -> TopK | None:
     """A `TopK` keeping `max(1, floor(density * numel))` elements; None when nothing is trimmed."""
     if density >= 1 or numel == 0:
         return None
     k = max(1, int(density * numel))
-    threshold, equal = kth_largest(keys_of, numel, k)
-    return TopK(threshold, equal)
+    return TopK(*kth_largest(keys_of, numel, k))
