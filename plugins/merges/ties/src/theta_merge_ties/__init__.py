@@ -37,7 +37,7 @@ from theta.merges import (
 from theta.tensors import Tensor
 from theta_merge_ties.combine import combine
 from theta_merge_ties.dropout import keep_masks
-from theta_merge_ties.select import magnitude_keys, top_k
+from theta_merge_ties.select import key_dtype, magnitude_keys, top_k
 
 # Elements combined at a time: a span's temporaries stay in the processor's cache (spans of a
 # million elements are twice as slow; much shorter ones pay NumPy's per-call cost).
@@ -74,6 +74,18 @@ def _delta(side: Tensor, base: Tensor, span: slice) -> np.ndarray:
     return values(side, span) - values(base, span)
 
 
+def _change_keys(side: Tensor, base: Tensor) -> Callable[[slice, np.ndarray], None]:
+    """Writes the magnitude keys of elements `span` of the change side - base into `out`, in place."""
+    kind = work_dtype(base.dtype)
+
+    def fill(span: slice, out: np.ndarray) -> None:
+        change = out.view(kind)
+        np.subtract(values(side, span), values(base, span), out=change)
+        magnitude_keys(change, out=out)
+
+    return fill
+
+
 @frozen
 class Ties(MergeStrategy):
     name: ClassVar[str] = "ties"
@@ -91,10 +103,8 @@ class Ties(MergeStrategy):
         weights = (kind(options.weights[0]), kind(options.weights[1]))
         out = Output.like(base)
         with np.errstate(all="ignore"):
-            trims = [
-                top_k(lambda span, s=side: magnitude_keys(_delta(s, base, span)), base.numel, options.density)
-                for side in sides
-            ]
+            keys = key_dtype(kind)
+            trims = [top_k(_change_keys(side, base), base.numel, options.density, keys) for side in sides]
             for span in spans(base.numel, SPAN):
                 b = values(base, span)
                 deltas = []

@@ -21,25 +21,28 @@ _KEYS = {
 }
 
 
-def magnitude_keys(values: np.ndarray) -> np.ndarray:
-    """Unsigned integers that order like `abs(values)` (NaN largest)."""
+def magnitude_keys(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Unsigned integers that order like `abs(values)` (NaN largest); `out` may be `values` viewed as them."""
     kind, mask = _KEYS[values.dtype]
-    return values.view(kind) & kind(mask)
+    return np.bitwise_and(values.view(kind), kind(mask), out=out)
 
 
-def kth_largest(keys_of: Callable[[slice], np.ndarray], numel: int, k: int) -> tuple[int, int, int]:
+def key_dtype(value_dtype: type[np.floating]) -> type[np.unsignedinteger]:
+    return _KEYS[np.dtype(value_dtype)][0]
+
+
+def kth_largest(
+    fill_keys: Callable[[slice, np.ndarray], None], numel: int, k: int, kind: type[np.unsignedinteger]
+) -> tuple[int, int, int]:
     """The key of the k-th largest magnitude (1 <= k <= numel), how many elements equal to it to
     keep, and how many there are.
 
-    `keys_of(span)` gives the keys of elements `span`; it is called once per span.
+    `fill_keys(span, out)` writes the keys (of dtype `kind`) of elements `span` into `out`; it is
+    called once per span.
     """
-    keys: np.ndarray | None = None
+    keys = np.empty(numel, dtype=kind)
     for span in spans(numel):
-        chunk = keys_of(span)
-        if keys is None:
-            keys = np.empty(numel, dtype=chunk.dtype)
-        keys[span] = chunk
-    assert keys is not None
+        fill_keys(span, keys[span])
     at = numel - k
     keys.partition(at)
     threshold = keys[at]
@@ -71,9 +74,11 @@ class TopK:
         delta *= self.mask(magnitude_keys(delta))
 
 
-def top_k(keys_of: Callable[[slice], np.ndarray], numel: int, density: float) -> TopK | None:
+def top_k(
+    fill_keys: Callable[[slice, np.ndarray], None], numel: int, density: float, kind: type[np.unsignedinteger]
+) -> TopK | None:
     """A `TopK` keeping `max(1, floor(density * numel))` elements; None when nothing is trimmed."""
     if density >= 1 or numel == 0:
         return None
     k = max(1, int(density * numel))
-    return TopK(*kth_largest(keys_of, numel, k))
+    return TopK(*kth_largest(fill_keys, numel, k, kind))
