@@ -9,6 +9,7 @@ import pytest
 from theta.tensors import Tensor
 from theta.testing.merge_contract import MergeStrategyContract
 from theta_merge_ties import Dare, DareOptions, Ties, TiesOptions
+from theta_merge_ties.combine import _elected_mean, _weighted, select
 from theta_merge_ties.select import kth_largest, magnitude_keys
 
 
@@ -174,3 +175,27 @@ def test_dare_keeps_about_density_of_each_change() -> None:
     merged = Dare().merge("w", base, ours, base, DareOptions(density=0.25, rescale=False))
     changed = np.mean(merged.numpy() != b)
     assert 0.22 < changed < 0.28
+
+
+def test_the_unit_weight_shortcut_gives_the_general_formulas_numbers() -> None:
+    special = np.array([0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 1e-45, -3e38, np.inf, -np.inf, np.nan], dtype=np.float32)
+    rng = np.random.default_rng(3)
+    pairs = np.array(np.meshgrid(special, special)).reshape(2, -1)
+    noise = rng.standard_normal((2, 4096)).astype(np.float32) * (rng.random((2, 4096)) < 0.5)
+    ours, theirs = np.concatenate([pairs, noise], axis=1)
+    one = np.float32(1)
+    with np.errstate(all="ignore"):
+        fast = _elected_mean(ours.copy(), theirs.copy())
+        general = _weighted((ours.copy(), theirs.copy()), (one, one), elect_sign=True)
+    assert np.array_equal(np.isnan(fast), np.isnan(general))
+    both = ~np.isnan(fast)
+    assert np.array_equal(fast[both], general[both])  # zeros of either sign keep the base's bits alike
+
+
+def test_select_chooses_bits_as_where_does() -> None:
+    rng = np.random.default_rng(4)
+    for kind in (np.float32, np.float64):
+        a, b = rng.standard_normal((2, 1000)).astype(kind)
+        a[:3] = [np.nan, -0.0, np.inf]
+        mask = rng.random(1000) < 0.5
+        assert select(mask, a, b).tobytes() == np.where(mask, a, b).tobytes()
