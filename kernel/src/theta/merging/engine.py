@@ -3,10 +3,11 @@
 A parameter changed on one side only takes that side (added and removed ones likewise); one
 changed identically on both sides is taken; only a parameter the two sides changed
 differently goes to the merge policy, whose strategy either decides without tensors (a side,
-or a conflict) or merges the three versions. Those versions are loaded one parameter at a
-time, after the objects they need were fetched in one batch; a merged tensor is stored like
-any commit's (dense or as an update, whichever is smaller) and its entry records the
-strategy and options that made it. Every other parameter keeps its entry as it is.
+or a conflict) or merges the three versions. Those versions are loaded a parameter at a time
+on each of the pool's workers, after the objects they need were fetched in one batch; a merged
+tensor is stored like any commit's (dense, or as an update of the version whose bits it keeps
+most often, whichever is smaller) and its entry records the strategy and options that made
+it. Every other parameter keeps its entry as it is.
 
 The skeleton (the checkpoint's non-tensor state) follows the same three-way rule, judged on
 what the format says matters in it (`CheckpointFormat.skeleton_state`); changed on both
