@@ -132,6 +132,20 @@ def test_a_damaged_compressed_object_is_refused_at_checkout(tmp_path: Path) -> N
     assert not store.has(oid)  # removed, so that a fetch can bring a good copy
 
 
+def test_a_cut_short_compressed_object_is_refused_and_removed(tmp_path: Path) -> None:
+    cleaner, _, store = setup(tmp_path)
+    metadata = clean(cleaner, safetensors({"w": weights((512, 512))}), [])
+    param = metadata.parameters["w"]
+    oid = param.steps[0].objects["value"].oid
+    path = store.path(oid)
+    cut = path.read_bytes()[:-100]
+    path.chmod(0o644)
+    path.write_bytes(cut)
+    with pytest.raises(ObjectCorrupt, match=r"model\.safetensors: parameter 'w'"):
+        ParameterStore(store, default_manager().registry).load(param, "model.safetensors", "w")
+    assert not store.has(oid)
+
+
 def test_a_chain_pays_for_itself(tmp_path: Path) -> None:
     cleaner, smudger, _ = setup(tmp_path)
     v1 = {"w": weights((1024, 512)), "u": weights((1024, 512), 2)}

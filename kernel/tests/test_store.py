@@ -129,3 +129,15 @@ def test_a_damaged_record_of_verifications_is_ignored(tmp_path: Path) -> None:
     oid, _ = ObjectStore(tmp_path / "lfs", keep).put(b"x" * 1000)
     (tmp_path / "theta" / "verified").write_text(f"{oid} 1 x\n\0\0garbage\n{oid} 1 2 3 4\n")
     assert ObjectStore(tmp_path / "lfs", keep).known_sound(oid, 1000)  # verified by reading it
+
+
+def test_a_mapped_object_reads_as_stored_and_is_released(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    oid, _ = store.put(b"tensor bytes" * 1000)
+    with store.mapped(oid) as view:
+        assert bytes(view) == b"tensor bytes" * 1000
+    with pytest.raises(ValueError, match="released"):
+        view.tobytes()
+    store.discard(oid)
+    with pytest.raises(ObjectMissing), store.mapped(oid):
+        pass

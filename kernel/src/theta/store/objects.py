@@ -11,6 +11,9 @@ garbage. Each object therefore has a second name, a hard link under `<keep>` (in
 back from there when it is next needed, and an object git-lfs downloaded (a fresh clone)
 gets its second name the first time it is looked at.
 
+A tensor stored whole and compressed is read through a memory mapping of its object (no copy)
+and checked by the sha256 of the tensor it decodes to.
+
 Verifying reads the whole object. Where a file is cleaned again (git does so for a file it
 just checked out, when the timestamps cannot tell it unchanged), the objects it reuses are
 checked by `known_sound`: an object verified before in this repository whose file has not
@@ -25,12 +28,15 @@ those, in `<lfs>/tmp` and in the spool directory beside `<keep>`, whose writer i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import mmap
 import os
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +220,29 @@ class ObjectStore:
             )
         self._note_sound(oid)
         return data
+
+    @contextlib.contextmanager
+    def mapped(self, oid: str) -> Iterator[memoryview]:
+        """The object's bytes as they are on disk, mapped rather than copied, and not verified:
+        only for bytes that are decoded at once and checked by a hash of what they decode to.
+
+        Objects are replaced by renaming, never rewritten in place, so a mapping stays whole.
+        """
+        if not self.has(oid):
+            raise ObjectMissing(oid, f"object {oid} is not in the local store {self.objects_dir}")
+        with open(self.path(oid), "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                yield memoryview(b"")
+                return
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            if hasattr(mmap, "MADV_SEQUENTIAL"):
+                mapping.madvise(mmap.MADV_SEQUENTIAL)
+            with memoryview(mapping) as view:
+                yield view
+        finally:
+            with contextlib.suppress(BufferError):  # a view still held elsewhere: the mapping goes with it
+                mapping.close()
 
     def discard(self, oid: str) -> None:
         """Remove both names of an object (a damaged copy, or garbage)."""

@@ -78,22 +78,20 @@ class ParameterStore:
 
     def load_array(self, record: ArrayObject, verify: bool = True) -> Tensor:
         """An array from its object. `verify=False` skips the object's own sha256: only for an
-        array whose decoded bytes are checked against a hash afterwards (`_load`)."""
-        data = self.store.read(record.oid, record.size) if verify else self._read_unverified(record)
+        array whose decoded bytes are checked against a hash afterwards (`_load`). An object that
+        is decoded (not `raw`) is then read through a mapping, without a copy."""
         numel = 1
         for d in record.shape:
             numel *= d
         itemsize = dtype(record.dtype).itemsize
-        raw = codecs.decode(record.codec, data, numel * itemsize, itemsize)
+        if verify or record.codec == "raw":
+            raw = codecs.decode(record.codec, self.store.read(record.oid, record.size), numel * itemsize, itemsize)
+        else:
+            with self.store.mapped(record.oid) as data:
+                if len(data) != record.size:
+                    self.store.read(record.oid, record.size)  # raises ObjectCorrupt and removes the copy
+                raw = codecs.decode(record.codec, data, numel * itemsize, itemsize)
         return Tensor(dtype=record.dtype, shape=record.shape, data=raw)
-
-    def _read_unverified(self, record: ArrayObject) -> bytes:
-        if not self.store.has(record.oid):
-            raise ObjectMissing(record.oid, f"object {record.oid} is not in the local store {self.store.objects_dir}")
-        data = self.store.path(record.oid).read_bytes()
-        if len(data) != record.size:
-            self.store.read(record.oid, record.size)  # raises ObjectCorrupt and removes the copy
-        return data
 
     def load(self, param: Parameter, path: str, name: str) -> Tensor:
         """Rebuild a parameter from its chain and check it against its hash."""
@@ -116,6 +114,8 @@ class ParameterStore:
                 arrays = {key: self.load_array(record, verify=whole is None) for key, record in step.objects.items()}
                 update_type = self.registry.update_type(step.update)
                 tensor = update_type.decode(Update(arrays=arrays, params=step.params), tensor, info)
+        except ObjectCorrupt:
+            raise  # the copy is gone already
         except ThetaError:
             if whole is not None:
                 self.store.read(whole.oid, whole.size)  # a damaged object: ObjectCorrupt, and the copy goes
