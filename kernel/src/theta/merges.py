@@ -333,7 +333,11 @@ class Output:
 
     def put(self, span: slice, computed: np.ndarray) -> None:
         """Store `computed` as elements `span`, rounded to the dtype (nearest even)."""
-        self._bits[span] = to_bits(np.asarray(computed, dtype=work_dtype(self.dtype)), self.dtype)
+        computed = np.asarray(computed, dtype=work_dtype(self.dtype))
+        if computed.itemsize == self._bits.itemsize:  # float32 and float64 are their own bits: no copy
+            self._bits[span] = computed.view(self._bits.dtype)
+        else:
+            self._bits[span] = to_bits(computed, self.dtype)
 
     def tensor(self) -> Tensor:
         return Tensor(dtype=self.dtype, shape=self.shape, data=self._bits.view(np.uint8))

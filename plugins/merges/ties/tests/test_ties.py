@@ -141,7 +141,7 @@ def test_kth_largest_counts_ties() -> None:
     keys = magnitude_keys(values)
     expected = {1: (np.inf, 1, 1), 2: (2.0, 1, 3), 4: (2.0, 3, 3), 5: (1.0, 1, 2), 8: (0.0, 1, 1)}
     for k, (magnitude, take, equal) in expected.items():
-        found = kth_largest(lambda span, out: np.copyto(out, keys[span]), len(values), k, np.uint32)
+        found = kth_largest(lambda span, out: np.copyto(out, keys[span]), np.empty(len(values), np.uint32), k)
         assert found == (magnitude_keys(np.array([magnitude], np.float32))[0], take, equal), k
 
 

@@ -103,8 +103,9 @@ class Ties(MergeStrategy):
         weights = (kind(options.weights[0]), kind(options.weights[1]))
         out = Output.like(base)
         with np.errstate(all="ignore"):
-            keys = key_dtype(kind)
-            trims = [top_k(_change_keys(side, base), base.numel, options.density, keys) for side in sides]
+            scratch = np.empty(base.numel if options.density < 1 else 0, dtype=key_dtype(kind))  # for both sides
+            trims = [top_k(_change_keys(side, base), scratch, options.density) for side in sides]
+            del scratch
             for span in spans(base.numel, SPAN):
                 b = values(base, span)
                 deltas = []

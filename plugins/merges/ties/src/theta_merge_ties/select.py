@@ -31,16 +31,14 @@ def key_dtype(value_dtype: type[np.floating]) -> type[np.unsignedinteger]:
     return _KEYS[np.dtype(value_dtype)][0]
 
 
-def kth_largest(
-    fill_keys: Callable[[slice, np.ndarray], None], numel: int, k: int, kind: type[np.unsignedinteger]
-) -> tuple[int, int, int]:
-    """The key of the k-th largest magnitude (1 <= k <= numel), how many elements equal to it to
-    keep, and how many there are.
+def kth_largest(fill_keys: Callable[[slice, np.ndarray], None], keys: np.ndarray, k: int) -> tuple[int, int, int]:
+    """The key of the k-th largest magnitude (1 <= k <= keys.size), how many elements equal to it
+    to keep, and how many there are.
 
-    `fill_keys(span, out)` writes the keys (of dtype `kind`) of elements `span` into `out`; it is
-    called once per span.
+    `fill_keys(span, out)` writes the keys of elements `span` into `out`; it is called once per
+    span, into `keys`, whose contents are then reordered (a scratch array, one key per element).
     """
-    keys = np.empty(numel, dtype=kind)
+    numel = keys.size
     for span in spans(numel):
         fill_keys(span, keys[span])
     at = numel - k
@@ -74,11 +72,12 @@ class TopK:
         delta *= self.mask(magnitude_keys(delta))
 
 
-def top_k(
-    fill_keys: Callable[[slice, np.ndarray], None], numel: int, density: float, kind: type[np.unsignedinteger]
-) -> TopK | None:
-    """A `TopK` keeping `max(1, floor(density * numel))` elements; None when nothing is trimmed."""
-    if density >= 1 or numel == 0:
+def top_k(fill_keys: Callable[[slice, np.ndarray], None], keys: np.ndarray, density: float) -> TopK | None:
+    """A `TopK` keeping `max(1, floor(density * keys.size))` elements; None when nothing is trimmed.
+
+    `keys` is scratch space for `kth_largest`.
+    """
+    if density >= 1 or keys.size == 0:
         return None
-    k = max(1, int(density * numel))
-    return TopK(*kth_largest(fill_keys, numel, k, kind))
+    k = max(1, int(density * keys.size))
+    return TopK(*kth_largest(fill_keys, keys, k))
