@@ -146,3 +146,17 @@ def test_a_large_matrix_is_decoded_within_twice_its_size() -> None:
     decoded, peak = kit.traced_peak(lambda: LOW_RANK.decode(update, base, info))
     assert decoded.sha256() == tensor.sha256()
     assert peak <= 2 * tensor.nbytes, peak
+
+
+def test_the_screen_declines_noise_on_a_small_matrix_and_keeps_a_low_rank_change() -> None:
+    """A matrix small enough to skip sampling (such as the kernel's trial rows) is still tested for
+    noise, so that a full fine-tune is not fitted with factors there."""
+    from theta_update_low_rank.update import screen
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((48, 512)).astype(np.float32)
+    noise = rng.standard_normal(base.shape).astype(np.float32) * np.float32(0.01)
+    low_rank = (rng.standard_normal((48, 4)) @ rng.standard_normal((4, 512))).astype(np.float32) * np.float32(0.01)
+    for change, pays in ((noise, False), (low_rank, True)):
+        target = base + change
+        assert screen(base, target.view(np.uint32), target - base, "float32").pays is pays

@@ -105,6 +105,18 @@ class Screen:
     unexplained: float = 1.0
 
 
+def _unexplained(change: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """The share of the change's energy on every other row of `rows` outside the rank-MAX_RANK row
+    space of the rows between; those held-out rows, their coordinates in that space and the space."""
+    fit, held_out = rows[0::2], rows[1::2]
+    _, a = top_factors(change[fit], MAX_RANK)
+    with np.errstate(all="ignore"):
+        observed = finite(change[held_out])
+        b = observed @ a.T
+        unexplained = float(np.square(observed - b @ a).sum()) / max(float(np.square(observed).sum()), 1e-30)
+    return unexplained, held_out, b, a
+
+
 def screen(base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, name: str) -> Screen:
     """Judge a change, before any work on the whole matrix, on a sample of its rows.
 
@@ -114,13 +126,11 @@ def screen(base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, name: 
     rows_total, cols = base.shape
     rows = _bits.evenly_spaced(rows_total, max(8 * MAX_RANK, 2 * _bits.SAMPLE_ELEMENTS // cols))
     if rows.size >= rows_total // 2:
-        return Screen(pays=True)  # a small matrix: the full encoding is as cheap as a screen
-    fit, held_out = rows[0::2], rows[1::2]
-    _, a = top_factors(change[fit], MAX_RANK)
-    with np.errstate(all="ignore"):
-        observed = finite(change[held_out])
-        b = observed @ a.T
-        unexplained = float(np.square(observed - b @ a).sum()) / max(float(np.square(observed).sum()), 1e-30)
+        # A small matrix: the full encoding is as cheap as a screen, once noise is ruled out.
+        if rows_total >= 2 * MAX_RANK and _unexplained(change, np.arange(rows_total))[0] > MAX_UNEXPLAINED:
+            return Screen(pays=False)
+        return Screen(pays=True)
+    unexplained, held_out, b, a = _unexplained(change, rows)
     if unexplained > MAX_UNEXPLAINED:
         return Screen(pays=False)  # not a low-rank change: the other update types store such a change as well
     rank, size = best_rank(base[held_out], target_bits[held_out], b, a, rows_total, name)
