@@ -8,6 +8,9 @@ from theta import bits as _bits
 
 AXES = ("rows", "columns")
 SAMPLE_SLICES = 256
+# Share of a change's energy that one scale per row (column) leaves unexplained, above which the
+# change is not an IA3 one along that axis (a full fine-tune leaves nearly all of it).
+MAX_UNEXPLAINED = 0.5
 
 
 def part(vector: np.ndarray, rows: slice | np.ndarray, axis: str) -> np.ndarray:
@@ -21,6 +24,31 @@ def scaled(base: np.ndarray, vector: np.ndarray, axis: str) -> np.ndarray:
     return base * (column[:, None] if axis == "rows" else column[None, :])
 
 
+def _sampled(base_bits: np.ndarray, target_bits: np.ndarray, axis: str) -> tuple[np.ndarray, np.ndarray]:
+    """About SAMPLE_SLICES evenly spaced columns (for per-row scales) or rows (per-column) of both."""
+    reduce_over = 1 if axis == "rows" else 0
+    pick = _bits.evenly_spaced(base_bits.shape[reduce_over], SAMPLE_SLICES)
+    if axis == "rows":
+        return base_bits[:, pick], target_bits[:, pick]
+    return base_bits[pick], target_bits[pick]
+
+
+def explains(base_bits: np.ndarray, target_bits: np.ndarray, name: str, axis: str) -> bool:
+    """Whether one least-squares scale per row (column) explains all but MAX_UNEXPLAINED of the
+    change's energy, on the sample `estimated_scale` uses: a cheap test before the exact fit."""
+    reduce_over = 1 if axis == "rows" else 0
+    base_bits, target_bits = _sampled(base_bits, target_bits, axis)
+    base, target = (_bits.to_values(b, name).astype(np.float64) for b in (base_bits, target_bits))
+    usable = np.isfinite(base) & np.isfinite(target)
+    base, target = np.where(usable, base, 0.0), np.where(usable, target, 0.0)
+    energy = np.square(base).sum(axis=reduce_over, keepdims=True)
+    fitted = np.divide(
+        (base * target).sum(axis=reduce_over, keepdims=True), energy, where=energy > 0, out=np.ones_like(energy)
+    )
+    change = float(np.square(target - base).sum())
+    return change == 0 or float(np.square(target - fitted * base).sum()) <= MAX_UNEXPLAINED * change
+
+
 def estimated_scale(base_bits: np.ndarray, target_bits: np.ndarray, name: str, axis: str) -> np.ndarray:
     """One float32 scale per row or column, as near as possible to what produced the new bits.
 
@@ -30,10 +58,7 @@ def estimated_scale(base_bits: np.ndarray, target_bits: np.ndarray, name: str, a
     on about SAMPLE_SLICES evenly spaced columns (rows).
     """
     reduce_over = 1 if axis == "rows" else 0
-    pick = _bits.evenly_spaced(base_bits.shape[reduce_over], SAMPLE_SLICES)
-    base_bits, target_bits = (
-        (base_bits[:, pick], target_bits[:, pick]) if axis == "rows" else (base_bits[pick], target_bits[pick])
-    )
+    base_bits, target_bits = _sampled(base_bits, target_bits, axis)
     base, target = _bits.to_values(base_bits, name), _bits.to_values(target_bits, name)
     ratio = target / base
     valid = np.isfinite(ratio) & (base != 0)

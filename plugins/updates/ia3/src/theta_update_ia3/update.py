@@ -12,7 +12,7 @@ from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update, UpdateType
-from theta_update_ia3.scales import AXES, estimated_scale, part, scaled
+from theta_update_ia3.scales import AXES, estimated_scale, explains, part, scaled
 
 __all__ = ["IA3Update"]
 
@@ -63,7 +63,10 @@ class IA3Update(UpdateType):
             if side_data and "ia3" in side_data:
                 candidates, source = given_scale(side_data, rows, cols), "update-data"
             else:
-                candidates = [(axis, estimated_scale(base_bits, target_bits, name, axis)) for axis in AXES]
+                axes = [axis for axis in AXES if explains(base_bits, target_bits, name, axis)]
+                if not axes:
+                    return None  # not a scaling along either axis (a full fine-tune)
+                candidates = [(axis, estimated_scale(base_bits, target_bits, name, axis)) for axis in axes]
                 source = "estimated"
             axis, vector = min(candidates, key=lambda c: sampled_size(base_bits, target_bits, name, *c))
             planes = _bits.residual_by_rows(target_bits, approximation(base_bits, name, vector, axis), name)
