@@ -24,30 +24,26 @@ def scaled(base: np.ndarray, vector: np.ndarray, axis: str) -> np.ndarray:
     return base * (column[:, None] if axis == "rows" else column[None, :])
 
 
-def _sampled(base_bits: np.ndarray, target_bits: np.ndarray, axis: str) -> tuple[np.ndarray, np.ndarray]:
-    """About SAMPLE_SLICES evenly spaced columns (for per-row scales) or rows (per-column) of both."""
-    reduce_over = 1 if axis == "rows" else 0
-    pick = _bits.evenly_spaced(base_bits.shape[reduce_over], SAMPLE_SLICES)
-    if axis == "rows":
-        return base_bits[:, pick], target_bits[:, pick]
-    return base_bits[pick], target_bits[pick]
-
-
-def explains(base_bits: np.ndarray, target_bits: np.ndarray, name: str, axis: str) -> bool:
-    """Whether one least-squares scale per row (column) explains all but MAX_UNEXPLAINED of the
-    change's energy, on SAMPLE_SLICES evenly spaced rows by as many columns: a cheap test before
-    the exact fit."""
-    reduce_over = 1 if axis == "rows" else 0
+def scaling_axes(base_bits: np.ndarray, target_bits: np.ndarray, name: str) -> list[str]:
+    """The axes along which one least-squares scale per row (column) explains all but
+    MAX_UNEXPLAINED of the change's energy, on SAMPLE_SLICES evenly spaced rows by as many
+    columns: a cheap test before the exact fit."""
     grid = np.ix_(*(_bits.evenly_spaced(n, SAMPLE_SLICES) for n in base_bits.shape))
     base, target = (_bits.to_values(b[grid], name).astype(np.float64) for b in (base_bits, target_bits))
     usable = np.isfinite(base) & np.isfinite(target)
     base, target = np.where(usable, base, 0.0), np.where(usable, target, 0.0)
-    energy = np.square(base).sum(axis=reduce_over, keepdims=True)
-    fitted = np.divide(
-        (base * target).sum(axis=reduce_over, keepdims=True), energy, where=energy > 0, out=np.ones_like(energy)
-    )
     change = float(np.square(target - base).sum())
-    return change == 0 or float(np.square(target - fitted * base).sum()) <= MAX_UNEXPLAINED * change
+    if change == 0:
+        return list(AXES)
+    found = []
+    for axis, reduce_over in zip(AXES, (1, 0), strict=True):
+        energy = np.square(base).sum(axis=reduce_over, keepdims=True)
+        fitted = np.divide(
+            (base * target).sum(axis=reduce_over, keepdims=True), energy, where=energy > 0, out=np.ones_like(energy)
+        )
+        if float(np.square(target - fitted * base).sum()) <= MAX_UNEXPLAINED * change:
+            found.append(axis)
+    return found
 
 
 def estimated_scale(base_bits: np.ndarray, target_bits: np.ndarray, name: str, axis: str) -> np.ndarray:
@@ -59,7 +55,10 @@ def estimated_scale(base_bits: np.ndarray, target_bits: np.ndarray, name: str, a
     on about SAMPLE_SLICES evenly spaced columns (rows).
     """
     reduce_over = 1 if axis == "rows" else 0
-    base_bits, target_bits = _sampled(base_bits, target_bits, axis)
+    pick = _bits.evenly_spaced(base_bits.shape[reduce_over], SAMPLE_SLICES)
+    base_bits, target_bits = (
+        (base_bits[:, pick], target_bits[:, pick]) if axis == "rows" else (base_bits[pick], target_bits[pick])
+    )
     base, target = _bits.to_values(base_bits, name), _bits.to_values(target_bits, name)
     ratio = target / base
     valid = np.isfinite(ratio) & (base != 0)

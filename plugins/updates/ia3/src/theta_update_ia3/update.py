@@ -12,7 +12,7 @@ from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update, UpdateType
-from theta_update_ia3.scales import AXES, estimated_scale, explains, part, scaled
+from theta_update_ia3.scales import AXES, estimated_scale, part, scaled, scaling_axes
 
 __all__ = ["IA3Update"]
 
@@ -63,7 +63,7 @@ class IA3Update(UpdateType):
             if side_data and "ia3" in side_data:
                 candidates, source = given_scale(side_data, rows, cols), "update-data"
             else:
-                axes = [axis for axis in AXES if explains(base_bits, target_bits, name, axis)]
+                axes = scaling_axes(base_bits, target_bits, name)
                 if not axes:
                     return None  # not a scaling along either axis (a full fine-tune)
                 candidates = [(axis, estimated_scale(base_bits, target_bits, name, axis)) for axis in axes]
