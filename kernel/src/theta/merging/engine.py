@@ -205,7 +205,8 @@ class MergeEngine:
         parameters: dict[str, Parameter] = {}
         total = sum(_size(versions, p.name) for p in plans if p.decision is None)
         progress = Progress(f"merging {path}", total, "B")
-        limit = max(IN_FLIGHT_BYTES, 3 * max((_tensor_bytes(versions, p.name) for p in plans), default=0))
+        # The largest merge fits beside smaller ones: a worker never idles while it runs alone.
+        limit = IN_FLIGHT_BYTES + 3 * max((_tensor_bytes(versions, p.name) for p in plans), default=0)
         try:
             with OrderedPool[Computed](limit=limit) as pool:
                 for name in versions.names(skeleton_side):

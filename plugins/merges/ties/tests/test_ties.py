@@ -9,8 +9,9 @@ import pytest
 from theta.tensors import Tensor
 from theta.testing.merge_contract import MergeStrategyContract
 from theta_merge_ties import Dare, DareOptions, Ties, TiesOptions
+from theta_merge_ties import select as selection
 from theta_merge_ties.combine import _elected_mean, _weighted, select
-from theta_merge_ties.select import kth_largest, magnitude_keys
+from theta_merge_ties.select import SAMPLE_KEYS, kth_largest, magnitude_keys, rank_counts
 
 
 class TestTiesContract(MergeStrategyContract):
@@ -143,6 +144,32 @@ def test_kth_largest_counts_ties() -> None:
     for k, (magnitude, take, equal) in expected.items():
         found = kth_largest(lambda span, out: np.copyto(out, keys[span]), np.empty(len(values), np.uint32), k)
         assert found == (magnitude_keys(np.array([magnitude], np.float32))[0], take, equal), k
+
+
+def _large_keys(kind: str) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    numel = 5 * SAMPLE_KEYS + 7
+    if kind == "normal":
+        values = rng.standard_normal(numel).astype(np.float32)
+    elif kind == "few values":  # long runs of equal keys around any rank
+        values = rng.integers(-3, 4, numel).astype(np.float32)
+    elif kind == "sorted":
+        values = np.linspace(0, 1, numel, dtype=np.float32)
+    else:  # mostly unchanged: zeros, and a few large changes
+        values = np.where(rng.random(numel) < 0.01, rng.standard_normal(numel), 0).astype(np.float32)
+    return magnitude_keys(values)
+
+
+@pytest.mark.parametrize("kind", ["normal", "few values", "sorted", "sparse"])
+@pytest.mark.parametrize("share", [0.0, 0.2, 0.5, 0.8, 0.999, 1.0])
+def test_rank_counts_are_those_of_the_sorted_keys(kind: str, share: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = _large_keys(kind)
+    at = min(keys.size - 1, int(share * keys.size))
+    threshold = np.sort(keys)[at]
+    expected = (int(threshold), int(np.count_nonzero(keys > threshold)), int(np.count_nonzero(keys == threshold)))
+    assert rank_counts(keys.copy(), at) == expected
+    monkeypatch.setattr(selection, "_MARGIN_SIGMAS", -1e9)  # bounds that miss: the whole array is partitioned
+    assert rank_counts(keys.copy(), at) == expected
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -2,13 +2,18 @@
 
 A float's magnitude orders exactly like its bits with the sign bit cleared (NaN above
 infinity), so the magnitudes become unsigned keys, gathered span by span into one array (the
-only full-size temporary), and an in-place selection (`ndarray.partition`) finds the k-th
-largest. Elements equal to that threshold are then taken lowest index first, so exactly k
-are kept. An element not kept is multiplied by 0, as mergekit does.
+only full-size temporary). The k-th largest is then selected among the few keys near it: a
+sorted sample of SAMPLE_KEYS keys gives two bounds that hold it with near certainty, counting
+the keys below the lower bound tells its rank among those between them, and only those are
+partitioned. Should the bounds miss it, the whole array is partitioned instead; either way the
+result is exact. Elements equal to that threshold are then taken lowest index first, so exactly
+k are kept. An element not kept is multiplied by 0, as mergekit does.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -31,6 +36,10 @@ def key_dtype(value_dtype: type[np.floating]) -> type[np.unsignedinteger]:
     return _KEYS[np.dtype(value_dtype)][0]
 
 
+SAMPLE_KEYS = 1 << 16
+_MARGIN_SIGMAS = 4  # the bounds sit this many standard deviations of the sample's rank either side
+
+
 def kth_largest(fill_keys: Callable[[slice, np.ndarray], None], keys: np.ndarray, k: int) -> tuple[int, int, int]:
     """The key of the k-th largest magnitude (1 <= k <= keys.size), how many elements equal to it
     to keep, and how many there are.
@@ -41,12 +50,54 @@ def kth_largest(fill_keys: Callable[[slice, np.ndarray], None], keys: np.ndarray
     numel = keys.size
     for span in spans(numel):
         fill_keys(span, keys[span])
-    at = numel - k
-    keys.partition(at)
-    threshold = keys[at]
-    greater = int(np.count_nonzero(keys[at + 1 :] > threshold))
-    equal = int(np.count_nonzero(keys[:at] == threshold)) + k - greater
-    return int(threshold), k - greater, equal
+    threshold, greater, equal = rank_counts(keys, numel - k)
+    return threshold, k - greater, equal
+
+
+def rank_counts(keys: np.ndarray, at: int) -> tuple[int, int, int]:
+    """The key at index `at` of `keys` sorted, how many keys are greater and how many equal to it.
+
+    `keys` may be reordered.
+    """
+    found = _near(keys, at)
+    candidates, below = found if found is not None else (keys, 0)
+    above = keys.size - below - candidates.size  # every key above the candidates is greater
+    at -= below
+    candidates.partition(at)
+    threshold = candidates[at]
+    greater = int(np.count_nonzero(candidates[at + 1 :] > threshold))
+    equal = int(np.count_nonzero(candidates[:at] == threshold)) + candidates.size - at - greater
+    return int(threshold), above + greater, equal
+
+
+def _near(keys: np.ndarray, at: int) -> tuple[np.ndarray, int] | None:
+    """The keys between two bounds that hold the one at rank `at` (a copy), and how many lie below
+    them; None when the array is small or the bounds, judged on a sample, miss it."""
+    numel = keys.size
+    if numel <= 4 * SAMPLE_KEYS:
+        return None
+    sample = keys[_sample_positions(numel)]
+    share = at / numel
+    middle = int(share * SAMPLE_KEYS)
+    margin = int(_MARGIN_SIGMAS * math.sqrt(SAMPLE_KEYS * share * (1 - share))) + 16
+    ranks = [min(max(0, middle + offset), SAMPLE_KEYS - 1) for offset in (-margin, margin)]
+    sample.partition(ranks)
+    low, high = sample[ranks[0]], sample[ranks[1]]
+    between = keys >= low
+    below = numel - int(np.count_nonzero(between))
+    if below > at:
+        return None
+    between &= keys <= high
+    candidates = keys[np.flatnonzero(between)]  # twice as fast as indexing with the mask
+    return (candidates, below) if at < below + candidates.size else None
+
+
+@functools.lru_cache(maxsize=16)
+def _sample_positions(numel: int) -> np.ndarray:
+    """SAMPLE_KEYS positions drawn with a fixed seed, in increasing order (memory is read forwards)."""
+    positions = np.sort(np.random.default_rng(0).integers(0, numel, SAMPLE_KEYS))
+    positions.flags.writeable = False
+    return positions
 
 
 class TopK:
