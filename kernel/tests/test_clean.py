@@ -89,6 +89,20 @@ class Xor(UpdateType):
         return Tensor.from_numpy(bits.view(np.float32))
 
 
+@frozen
+class Lossy(Xor):
+    """Xor, but its decode flips the lowest bit of element `wrong`: an update that is not exact."""
+
+    name = "lossy"
+    cost = 1
+    wrong: int = 0
+
+    def decode(self, update: Update, base: Tensor | None, info: TensorInfo) -> Tensor:
+        bits = super().decode(update, base, info).numpy().view(np.uint32).copy()
+        bits[self.wrong] ^= 1
+        return Tensor.from_numpy(bits.view(np.float32))
+
+
 class Plugins:
     def __init__(self, *update_types: UpdateType) -> None:
         self.update_types = update_types
@@ -156,6 +170,22 @@ def test_an_update_type_that_crashes_is_skipped_with_one_warning(
     warnings = [line for line in capsys.readouterr().err.splitlines() if "crashing" in line]
     assert len(warnings) == 1
     assert "model.raw: parameter 'w': update type 'crashing' (<local>) failed: ZeroDivisionError" in warnings[0]
+
+
+@pytest.mark.parametrize("wrong", [0, 4096])  # in the 64-bit words compared, and in the bytes after them
+def test_an_update_that_does_not_decode_to_the_tensor_is_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], wrong: int
+) -> None:
+    cleaner, smudger = make(tmp_path, Whole(), Lossy(wrong=wrong), Xor())
+    settings = CleanSettings(root_update="whole")
+    values = np.linspace(-1, 1, 4097)  # 16388 bytes: two words short of a multiple of 8
+    first = clean(cleaner, checkpoint(values), [], settings)
+    values[7] += 1
+    changed = checkpoint(values)
+    second = clean(cleaner, changed, [first], settings)
+    assert [s.update for s in second.parameters["w"].steps] == ["whole", "xor"]
+    assert smudge(smudger, second) == changed
+    assert "update type 'lossy' is not exact here; not used" in capsys.readouterr().err
 
 
 def test_a_candidate_estimated_over_its_limit_on_a_sample_is_not_run_on_the_whole(tmp_path: Path) -> None:

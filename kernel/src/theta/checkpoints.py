@@ -296,7 +296,7 @@ class Cleaner:
                     f" {type(exc).__name__}: {exc}; trying the next one"
                 )
                 continue
-            if HASH_PREFIX + decoded.sha256() != tensor_hash:
+            if not decoded.same_bits(tensor):
                 _warn(f"{path}: parameter {name!r}: update type {update_name!r} is not exact here; not used")
                 continue
             best = packed
