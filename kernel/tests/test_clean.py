@@ -139,6 +139,18 @@ def smudge(smudger: Smudger, metadata: Any) -> bytes:
     return sink.getvalue()
 
 
+def stored_as_xor_of_the_first(cleaner: Cleaner, smudger: Smudger, count: int) -> None:
+    """Two versions of `count` values, one of them changed: the second is stored as an xor of the first, exactly."""
+    settings = CleanSettings(root_update="whole")
+    values = np.linspace(-1, 1, count)
+    first = clean(cleaner, checkpoint(values), [], settings)
+    values[7] += 1
+    changed = checkpoint(values)
+    second = clean(cleaner, changed, [first], settings)
+    assert [s.update for s in second.parameters["w"].steps] == ["whole", "xor"]
+    assert smudge(smudger, second) == changed
+
+
 def test_the_root_of_a_chain_is_the_configured_update_type(tmp_path: Path) -> None:
     cleaner, smudger = make(tmp_path, Whole())
     data = checkpoint(np.arange(1000))
@@ -158,15 +170,7 @@ def test_a_root_that_needs_a_base_is_refused(tmp_path: Path) -> None:
 def test_an_update_type_that_crashes_is_skipped_with_one_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cleaner, smudger = make(tmp_path, Whole(), Crashing(), Xor())
-    settings = CleanSettings(root_update="whole")
-    values = np.linspace(-1, 1, 4096)
-    first = clean(cleaner, checkpoint(values), [], settings)
-    values[7] += 1
-    changed = checkpoint(values)
-    second = clean(cleaner, changed, [first], settings)
-    assert [s.update for s in second.parameters["w"].steps] == ["whole", "xor"]
-    assert smudge(smudger, second) == changed
+    stored_as_xor_of_the_first(*make(tmp_path, Whole(), Crashing(), Xor()), count=4096)
     warnings = [line for line in capsys.readouterr().err.splitlines() if "crashing" in line]
     assert len(warnings) == 1
     assert "model.raw: parameter 'w': update type 'crashing' (<local>) failed: ZeroDivisionError" in warnings[0]
@@ -176,15 +180,8 @@ def test_an_update_type_that_crashes_is_skipped_with_one_warning(
 def test_an_update_that_does_not_decode_to_the_tensor_is_not_used(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], wrong: int
 ) -> None:
-    cleaner, smudger = make(tmp_path, Whole(), Lossy(wrong=wrong), Xor())
-    settings = CleanSettings(root_update="whole")
-    values = np.linspace(-1, 1, 4097)  # 16388 bytes: two words short of a multiple of 8
-    first = clean(cleaner, checkpoint(values), [], settings)
-    values[7] += 1
-    changed = checkpoint(values)
-    second = clean(cleaner, changed, [first], settings)
-    assert [s.update for s in second.parameters["w"].steps] == ["whole", "xor"]
-    assert smudge(smudger, second) == changed
+    # 4097 float32 values: 4 bytes past the last whole 64-bit word
+    stored_as_xor_of_the_first(*make(tmp_path, Whole(), Lossy(wrong=wrong), Xor()), count=4097)
     assert "update type 'lossy' is not exact here; not used" in capsys.readouterr().err
 
 
