@@ -63,3 +63,13 @@ def test_a_residual_made_by_rows_is_the_residual_made_whole(
     expected = Tensor.from_numpy(target, dtype_name=dtype)
     assert bits.corrected(approx, arrays, info).sha256() == expected.sha256()
     assert bits.corrected_by_rows(lambda rows: approx[rows], arrays, info).sha256() == expected.sha256()
+
+
+@pytest.mark.parametrize("flipped", [None, 0, (1 << 20) + 3, (3 << 20) + 4])  # chunks 1 and 2, the tail
+def test_same_bits_compares_every_byte_across_chunks(flipped: int | None) -> None:
+    data = np.random.default_rng(0).integers(0, 256, (3 << 20) + 5, dtype=np.uint8)
+    other = data.copy()
+    if flipped is not None:
+        other[flipped] ^= 1
+    assert Tensor.from_numpy(data).same_bits(Tensor.from_numpy(other)) is (flipped is None)
+    assert not Tensor.from_numpy(data[:-1]).same_bits(Tensor.from_numpy(data[1:]))

@@ -146,18 +146,22 @@ def test_kth_largest_counts_ties() -> None:
         assert found == (magnitude_keys(np.array([magnitude], np.float32))[0], take, equal), k
 
 
-def _large_keys(kind: str) -> np.ndarray:
+def _large_keys(kind: str, numel: int = 5 * SAMPLE_KEYS + 7, dtype: type = np.float32) -> np.ndarray:
     rng = np.random.default_rng(3)
-    numel = 5 * SAMPLE_KEYS + 7
     if kind == "normal":
-        values = rng.standard_normal(numel).astype(np.float32)
+        values = rng.standard_normal(numel)
     elif kind == "few values":  # long runs of equal keys around any rank
-        values = rng.integers(-3, 4, numel).astype(np.float32)
+        values = rng.integers(-3, 4, numel)
     elif kind == "sorted":
-        values = np.linspace(0, 1, numel, dtype=np.float32)
+        values = np.linspace(0, 1, numel)
     else:  # mostly unchanged: zeros, and a few large changes
-        values = np.where(rng.random(numel) < 0.01, rng.standard_normal(numel), 0).astype(np.float32)
-    return magnitude_keys(values)
+        values = np.where(rng.random(numel) < 0.01, rng.standard_normal(numel), 0)
+    return magnitude_keys(values.astype(dtype))
+
+
+def _expected(keys: np.ndarray, at: int) -> tuple[int, int, int]:
+    threshold = np.sort(keys)[at]
+    return int(threshold), int(np.count_nonzero(keys > threshold)), int(np.count_nonzero(keys == threshold))
 
 
 @pytest.mark.parametrize("kind", ["normal", "few values", "sorted", "sparse"])
@@ -165,11 +169,33 @@ def _large_keys(kind: str) -> np.ndarray:
 def test_rank_counts_are_those_of_the_sorted_keys(kind: str, share: float, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = _large_keys(kind)
     at = min(keys.size - 1, int(share * keys.size))
-    threshold = np.sort(keys)[at]
-    expected = (int(threshold), int(np.count_nonzero(keys > threshold)), int(np.count_nonzero(keys == threshold)))
+    expected = _expected(keys, at)
     assert rank_counts(keys.copy(), at) == expected
     monkeypatch.setattr(selection, "_MARGIN_SIGMAS", -1e9)  # bounds that miss: the whole array is partitioned
     assert rank_counts(keys.copy(), at) == expected
+
+
+@pytest.mark.parametrize("share", [0.0, 0.2, 0.8, 1.0])
+@pytest.mark.parametrize(
+    ("numel", "dtype"),
+    [(4 * SAMPLE_KEYS + 1, np.float32), (6 * SAMPLE_KEYS, np.float32), (6 * SAMPLE_KEYS, np.float64)],
+)
+def test_distinct_keys_are_selected_among_the_few_near_the_rank(share: float, numel: int, dtype: type) -> None:
+    keys = _large_keys("normal", numel, dtype)
+    at = min(keys.size - 1, int(share * keys.size))
+    near = selection._near(keys.copy(), at)
+    assert near is not None, "the sampled bounds should hold the rank, also at either end"
+    assert near[0].size <= keys.size // selection.MOST_GATHERED
+    assert rank_counts(keys.copy(), at) == _expected(keys, at)
+
+
+@pytest.mark.parametrize("kind", ["few values", "sparse"])
+def test_long_runs_of_equal_keys_are_not_gathered(kind: str) -> None:
+    """Unchanged elements give long runs of zero keys: gathering them would copy most of the array."""
+    keys = _large_keys(kind)
+    at = int(0.8 * keys.size)
+    assert selection._near(keys.copy(), at) is None
+    assert rank_counts(keys.copy(), at) == _expected(keys, at)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -5,9 +5,11 @@ infinity), so the magnitudes become unsigned keys, gathered span by span into on
 only full-size temporary). The k-th largest is then selected among the few keys near it: a
 sorted sample of SAMPLE_KEYS keys gives two bounds that hold it with near certainty, counting
 the keys below the lower bound tells its rank among those between them, and only those are
-partitioned. Should the bounds miss it, the whole array is partitioned instead; either way the
-result is exact. Elements equal to that threshold are then taken lowest index first, so exactly
-k are kept. An element not kept is multiplied by 0, as mergekit does.
+gathered (span by span, at most a 1/MOST_GATHERED share of all) and partitioned. Should the
+bounds miss it, or hold too many keys (long runs of equal ones, such as unchanged elements),
+the whole array is partitioned in place instead; either way the result is exact. Elements
+equal to that threshold are then taken lowest index first, so exactly k are kept. An element
+not kept is multiplied by 0, as mergekit does.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def key_dtype(value_dtype: type[np.floating]) -> type[np.unsignedinteger]:
 
 SAMPLE_KEYS = 1 << 16
 _MARGIN_SIGMAS = 4  # the bounds sit this many standard deviations of the sample's rank either side
+MOST_GATHERED = 16  # at most numel // MOST_GATHERED keys are gathered between the bounds
 
 
 def kth_largest(fill_keys: Callable[[slice, np.ndarray], None], keys: np.ndarray, k: int) -> tuple[int, int, int]:
@@ -72,7 +75,7 @@ def rank_counts(keys: np.ndarray, at: int) -> tuple[int, int, int]:
 
 def _near(keys: np.ndarray, at: int) -> tuple[np.ndarray, int] | None:
     """The keys between two bounds that hold the one at rank `at` (a copy), and how many lie below
-    them; None when the array is small or the bounds, judged on a sample, miss it."""
+    them; None when the array is small, or the bounds, judged on a sample, miss it or hold too many."""
     numel = keys.size
     if numel <= 4 * SAMPLE_KEYS:
         return None
@@ -80,16 +83,26 @@ def _near(keys: np.ndarray, at: int) -> tuple[np.ndarray, int] | None:
     share = at / numel
     middle = int(share * SAMPLE_KEYS)
     margin = int(_MARGIN_SIGMAS * math.sqrt(SAMPLE_KEYS * share * (1 - share))) + 16
-    ranks = [min(max(0, middle + offset), SAMPLE_KEYS - 1) for offset in (-margin, margin)]
+    first, last = middle - margin, middle + margin
+    ranks = [min(max(0, rank), SAMPLE_KEYS - 1) for rank in (first, last)]
     sample.partition(ranks)
-    low, high = sample[ranks[0]], sample[ranks[1]]
-    between = keys >= low
-    below = numel - int(np.count_nonzero(between))
-    if below > at:
+    # A bound past the sample's end is no bound: the extreme keys are then certainly held.
+    low = sample[ranks[0]] if first > 0 else keys.dtype.type(0)
+    high = sample[ranks[1]] if last < SAMPLE_KEYS - 1 else np.iinfo(keys.dtype).max
+    most, below, gathered, parts = numel // MOST_GATHERED, 0, 0, []
+    for span in spans(numel):
+        part = keys[span]
+        between = part >= low
+        below += part.size - int(np.count_nonzero(between))
+        between &= part <= high
+        chosen = part[np.flatnonzero(between)]  # twice as fast as indexing with the mask
+        gathered += chosen.size
+        if gathered > most or below > at:
+            return None
+        parts.append(chosen)
+    if at >= below + gathered:
         return None
-    between &= keys <= high
-    candidates = keys[np.flatnonzero(between)]  # twice as fast as indexing with the mask
-    return (candidates, below) if at < below + candidates.size else None
+    return np.concatenate(parts), below
 
 
 @functools.lru_cache(maxsize=16)
