@@ -116,8 +116,8 @@ class Tensor:
         return self.dtype == other.dtype and self.shape == other.shape
 
     def same_bits(self, other: Tensor) -> bool:
-        """The same dtype, shape and bytes (a comparison, ten times cheaper than hashing one of them)."""
-        if not self.same_layout(other) or len(self.data) != len(other.data):
+        """The same dtype, shape and bytes (a comparison, eight times cheaper than hashing one of them)."""
+        if not self.same_layout(other):  # the layout fixes the length
             return False
         mine, theirs = np.frombuffer(self.data, np.uint8), np.frombuffer(other.data, np.uint8)
         whole = len(mine) // 8 * 8  # compared as 64-bit words: a boolean per word, not per byte
