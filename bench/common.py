@@ -75,5 +75,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
+def publish(report: str, out: Path) -> None:
+    """Write a benchmark's markdown report to `out` and show it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print(report)
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"

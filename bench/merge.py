@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import Workspace, drop_page_cache_hint, markdown_table, mib
+from common import Workspace, drop_page_cache_hint, markdown_table, mib, publish
 from synthetic import make_model, write
 
 MODEL = "model.safetensors"
@@ -126,9 +126,7 @@ def main() -> None:
         f"# Merge benchmark\n\nCheckpoint {mib(size)}, largest tensor {mib(largest)}, every tensor changed on both"
         f" sides; median of {args.repeat} run(s).\n\n{table}\n"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

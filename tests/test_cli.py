@@ -118,6 +118,26 @@ def test_git_missing_is_one_plain_line(tmp_path: Path, git_env: dict[str, str]) 
     )
 
 
+THREADS_AFTER_NUMPY = """
+import os
+from theta.app.cli import main
+main(["--quiet", "plugins"])
+import numpy  # noqa: F401
+print(os.environ["OPENBLAS_NUM_THREADS"], len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc")
+def test_git_theta_keeps_numpy_to_one_blas_thread(tmp_path: Path, git_env: dict[str, str]) -> None:
+    """Its filter and drivers share the cores with git and git-lfs: no spinning BLAS pool beside them."""
+    env = {k: v for k, v in git_env.items() if k != "OPENBLAS_NUM_THREADS"}
+    proc = run([sys.executable, "-c", THREADS_AFTER_NUMPY], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-2:] == ["1", "1"]
+    chosen = run([sys.executable, "-c", THREADS_AFTER_NUMPY], tmp_path, {**env, "OPENBLAS_NUM_THREADS": "2"})
+    assert chosen.stdout.split()[-2] == "2"  # a user's own setting stands
+
+
 def test_closed_pipe_exits_quietly(repo: GitRepo) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before a byte is written, as `| head -1` leaves it

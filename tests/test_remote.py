@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sample_models import edited
+import pytest
+from sample_models import checkpoint_bytes, edited, make_model
 
+from theta.git import lfs
+from theta.metadata import loads
 from theta.testing import GitRepo, clone
 
 MODEL = "model.safetensors"
@@ -77,3 +80,32 @@ def test_git_lfs_prune_cannot_lose_theta_objects(repo: GitRepo, v1: bytes) -> No
     assert repo.read(MODEL) == v2
     result = repo.git("push", "origin", "main")
     assert "theta: pushing" in result.stderr
+
+
+def test_objects_used_as_they_arrive_come_in_order_of_need(
+    repo: GitRepo, remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git-lfs lands one session's objects in no particular order: a checkout, which writes the
+    tensors in order as their objects arrive, gets them in waves, each after the one before."""
+    repo.theta("track", "*.safetensors")
+    repo.write(MODEL, checkpoint_bytes(make_model(layers=12)))
+    repo.commit_all("v1")
+    repo.git("push", "-q", "origin", "main")
+    copy = clone(remote, tmp_path / "copy", repo.env)
+    objects = [(oid, use.size) for oid, use in loads(copy.blob(f"HEAD:{MODEL}"), MODEL).objects().items()]
+    for stored in (copy.path / ".git" / "lfs" / "objects").rglob("*"):
+        if stored.is_file():
+            stored.unlink()
+    wave_bytes = sum(size for _, size in objects) // 5
+    monkeypatch.setattr(lfs, "FIRST_WAVE_BYTES", wave_bytes)
+    monkeypatch.setattr(lfs, "LARGEST_WAVE_BYTES", wave_bytes)
+    for key, value in copy.env.items():
+        monkeypatch.setenv(key, value)
+    wave_of = {oid: index for index, wave in enumerate(lfs.waves(objects)) for oid, _ in wave}
+    assert len(set(wave_of.values())) >= 5 and len(objects) >= 20
+
+    landed: list[str] = []
+    assert lfs.fetch_objects(objects, MODEL, cwd=copy.path, arrived=landed.append) == []
+    assert sorted(landed) == sorted(oid for oid, _ in objects)
+    assert [wave_of[oid] for oid in landed] == sorted(wave_of[oid] for oid in landed)
+    assert lfs_objects(copy.path / ".git") == {oid for oid, _ in objects}

@@ -34,7 +34,7 @@ def as_dtype(values: np.ndarray, name: str) -> Tensor:
     return Tensor.from_numpy(values.astype(name))
 
 
-@pytest.mark.parametrize("name", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("name", ["float32", "bfloat16", "float16", "float64"])
 @pytest.mark.parametrize("numel", [1 << 10, (3 << 20) + 7])
 def test_round_trip_is_bit_exact_and_smaller(name: str, numel: int) -> None:
     tensor = as_dtype(weights((numel,)), name)

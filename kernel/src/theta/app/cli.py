@@ -155,7 +155,14 @@ def _quiet_stdout() -> None:
         pass
 
 
+# NumPy's bundled OpenBLAS starts a thread per core when NumPy is imported, and they spin for a
+# while (0.1 s of CPU per process on 2 cores). Theta runs its own worker threads, and git runs a
+# filter, a driver or git-lfs beside it: one BLAS thread leaves the cores to them.
+BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault(BLAS_THREADS_ENV, "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()

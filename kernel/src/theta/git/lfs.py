@@ -2,9 +2,12 @@
 
 Theta's objects are ordinary Git LFS objects, but no pointer file in a git tree names them,
 so `git lfs push` and `git lfs fetch` would not find them. Pushing names them explicitly
-(`git lfs push --object-id`). Fetching drives one `git lfs filter-process` as git would during
-a checkout: one smudge request per object, each allowed to be delayed, so git-lfs downloads
+(`git lfs push --object-id`). Fetching drives `git lfs filter-process` as git would during a
+checkout: one smudge request per object, each allowed to be delayed, so git-lfs downloads
 them in batches; the objects land in the local store, and the caller checks which arrived.
+git-lfs lands the objects of one session in no particular order, so a caller that uses them
+in order as they arrive (a checkout) gets them in waves, consecutive runs of growing size,
+each its own session.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from theta.errors import ThetaError
@@ -56,30 +59,69 @@ def fetch_objects(
     (default: the current directory); returns the oids that failed.
 
     `arrived(oid)` is called as each object lands, from the calling thread, so that a caller
-    running this on another thread can use the first objects while the rest download.
+    running this on another thread can use the first objects while the rest download. With it,
+    the objects are downloaded in waves (`waves`): each lands after every object listed before
+    its wave.
     """
     if not objects:
         return []
     env = {k: v for k, v in os.environ.items() if k != "GIT_LFS_SKIP_SMUDGE"}
-    proc = subprocess.Popen(
-        ["git", "lfs", "filter-process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd
-    )
-    assert proc.stdin and proc.stdout
     progress = Progress(f"downloading {len(objects)} object(s) for {label}", sum(s for _, s in objects), "B", 0.5)
     try:
-        _fetch_through(PacketReader(proc.stdout), PacketWriter(proc.stdin), objects, progress, arrived)
-    except (EOFError, ProtocolError, BrokenPipeError) as exc:
-        print(f"theta: git lfs filter-process stopped while downloading objects for {label}: {exc}", file=sys.stderr)
+        for wave in waves(objects) if arrived is not None else [objects]:
+            if not _fetch_session(wave, label, progress, arrived, cwd, env):
+                break
     finally:
         progress.close()
-        if proc.stdin:
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
-        proc.wait()
     # git-lfs lists the objects it failed to download as available too: what landed is what counts
     local = Repo(Path(cwd) if cwd is not None else None).lfs_dir / "objects"
     absent = [(oid, size) for oid, size in objects if not (local / oid[0:2] / oid[2:4] / oid).is_file()]
     return _diagnose(absent, cwd, env)
+
+
+FIRST_WAVE_BYTES = 16 << 20
+LARGEST_WAVE_BYTES = 256 << 20
+
+
+def waves(objects: Sequence[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
+    """`objects` in consecutive runs, the first of FIRST_WAVE_BYTES, each next one twice as large up
+    to LARGEST_WAVE_BYTES: the first objects are had after a small download, and each session's
+    start (a process, a batch request) is paid once per wave."""
+    wave: list[tuple[str, int]] = []
+    size, limit = 0, FIRST_WAVE_BYTES
+    for oid, n in objects:
+        wave.append((oid, n))
+        size += n
+        if size >= limit:
+            yield wave
+            wave, size, limit = [], 0, min(2 * limit, LARGEST_WAVE_BYTES)
+    if wave:
+        yield wave
+
+
+def _fetch_session(
+    objects: Sequence[tuple[str, int]],
+    label: str,
+    progress: Progress,
+    arrived: Callable[[str], None] | None,
+    cwd: str | os.PathLike[str] | None,
+    env: dict[str, str],
+) -> bool:
+    """One `git lfs filter-process` downloading `objects`; False when it stopped or gave up before the end."""
+    proc = subprocess.Popen(
+        ["git", "lfs", "filter-process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd
+    )
+    assert proc.stdin and proc.stdout
+    try:
+        return _fetch_through(PacketReader(proc.stdout), PacketWriter(proc.stdin), objects, progress, arrived)
+    except (EOFError, ProtocolError, BrokenPipeError) as exc:
+        print(f"theta: git lfs filter-process stopped while downloading objects for {label}: {exc}", file=sys.stderr)
+        return False
+    finally:
+        if proc.stdin:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        proc.wait()
 
 
 class FetchFailures(list):  # type: ignore[type-arg]
@@ -119,7 +161,8 @@ def _fetch_through(
     objects: Sequence[tuple[str, int]],
     progress: Progress,
     arrived: Callable[[str], None] | None = None,
-) -> list[str]:
+) -> bool:
+    """Ask for every object, then collect those git-lfs delayed; False when git-lfs gave up (abort)."""
     landed = arrived or (lambda oid: None)
     writer.text_list("git-filter-client", "version=2")
     if reader.read_text_list()[:1] != ["git-filter-server"]:
@@ -127,9 +170,8 @@ def _fetch_through(
     writer.text_list("capability=clean", "capability=smudge", "capability=delay")
     can_delay = "capability=delay" in reader.read_text_list()
     sizes = dict(objects)
-    failed: list[str] = []
     delayed: set[str] = set()
-    for index, (oid, size) in enumerate(objects):
+    for oid, size in objects:
         writer.text("command=smudge", f"pathname={oid}")
         if can_delay:
             writer.text("can-delay=1")
@@ -142,16 +184,13 @@ def _fetch_through(
         elif status == "success":
             _discard_content(reader, progress)
             landed(oid)
-        else:
-            failed.append(oid)
-            if status == "abort":
-                return failed + [o for o, _ in objects[index + 1 :]] + sorted(delayed)
+        elif status == "abort":
+            return False
     while delayed:
         writer.text_list("command=list_available_blobs")
         available = [line.removeprefix("pathname=") for line in reader.read_text_list()]
         reader.read_text_list()  # the status of the list itself
         if not available:
-            failed.extend(sorted(delayed))
             break
         for oid in available:
             # A listed blob is already in the local store: its content is not asked for, so
@@ -159,7 +198,7 @@ def _fetch_through(
             delayed.discard(oid)
             progress.advance(sizes[oid])
             landed(oid)
-    return failed
+    return True
 
 
 def _discard_content(reader: PacketReader, progress: Progress) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from theta.bits import byte_planes
+from theta.bits import byte_planes, join_planes, little_uint
 from theta.errors import ThetaError
 
 MIN_SAVING = 0.10
@@ -144,21 +144,25 @@ def _decode_grouped(data: bytes | memoryview, expected_size: int, itemsize: int)
         raise ThetaError(f"a {GROUPED} object holds {len(view) - header} bytes of frames, its index says {sum(sizes)}")
     target = np.empty(expected_size, dtype=np.uint8)  # numpy asks for huge pages: fewer page faults
     decompressor = _decompressor()
-    at, frames = header, iter(sizes)
-    for start, end in _blocks(expected_size, block):
-        by_element = target[start:end].reshape(-1, itemsize)
-        for plane in range(itemsize):
+    frames = iter(sizes)
+    at = header
+
+    def planes(count: int) -> Iterator[bytes]:
+        nonlocal at
+        for _ in range(itemsize):
             size = next(frames)
             try:
-                planes = decompressor.decompress(view[at : at + size], max_output_size=by_element.shape[0])
+                plane = decompressor.decompress(view[at : at + size], max_output_size=count)
             except Exception as exc:  # zstandard.ZstdError: a damaged frame
                 raise ThetaError(f"a {GROUPED} object has a damaged frame at byte {at}: {exc}") from None
-            if len(planes) != by_element.shape[0]:
-                raise ThetaError(
-                    f"a {GROUPED} frame decompressed to {len(planes)} bytes, expected {by_element.shape[0]}"
-                )
-            by_element[:, itemsize - 1 - plane] = np.frombuffer(planes, dtype=np.uint8)
+            if len(plane) != count:
+                raise ThetaError(f"a {GROUPED} frame decompressed to {len(plane)} bytes, expected {count}")
             at += size
+            yield plane
+
+    element = little_uint(itemsize)
+    for start, end in _blocks(expected_size, block):
+        join_planes(planes((end - start) // itemsize), target[start:end].view(element))
     return memoryview(target)
 
 
