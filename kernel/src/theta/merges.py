@@ -28,7 +28,7 @@ from attrs import frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.v import transform_error
 
-from theta.bits import UINTS, raw_bits, to_bits, to_values
+from theta.bits import little_uint, raw_bits, to_bits, to_values
 from theta.errors import ThetaError
 from theta.tensors import Tensor, dtype
 
@@ -325,7 +325,7 @@ class Output:
         self.dtype = dtype_name
         self.shape = tuple(shape)
         numel = int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
-        self._bits = np.empty(numel, dtype=np.dtype(UINTS[dtype(dtype_name).itemsize]).newbyteorder("<"))
+        self._bits = np.empty(numel, dtype=little_uint(dtype(dtype_name).itemsize))
 
     @classmethod
     def like(cls, tensor: Tensor) -> Output:

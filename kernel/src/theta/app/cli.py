@@ -156,7 +156,7 @@ def _quiet_stdout() -> None:
 
 
 # NumPy's bundled OpenBLAS starts a thread per core when NumPy is imported, and they spin for a
-# while (0.1 s of CPU per process on 2 cores). Theta runs its own worker threads, and git runs a
+# while (about 0.08 s of CPU per process on 2 cores). Theta runs its own worker threads, and git runs a
 # filter, a driver or git-lfs beside it: one BLAS thread leaves the cores to them.
 BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
 

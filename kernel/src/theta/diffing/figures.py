@@ -7,7 +7,7 @@ import math
 import numpy as np
 from attrs import frozen
 
-from theta.bits import UINTS, to_values
+from theta.bits import UINTS, raw_bits, to_values
 from theta.errors import ThetaError
 from theta.tensors import Tensor, dtype
 
@@ -28,7 +28,7 @@ def raw_elements(tensor: Tensor) -> np.ndarray:
     """The elements' bits, flat: unsigned integers of their width (pairs of uint64 for complex128)."""
     itemsize = dtype(tensor.dtype).itemsize
     if itemsize in UINTS:
-        return np.frombuffer(tensor.data, dtype=np.dtype(UINTS[itemsize]).newbyteorder("<"))
+        return raw_bits(tensor)
     return np.frombuffer(tensor.data, dtype=np.dtype("<u8")).reshape(-1, itemsize // 8)
 
 

@@ -15,6 +15,7 @@ tensors give equal objects.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 from collections.abc import Iterator
@@ -144,20 +145,16 @@ def _decode_grouped(data: bytes | memoryview, expected_size: int, itemsize: int)
         raise ThetaError(f"a {GROUPED} object holds {len(view) - header} bytes of frames, its index says {sum(sizes)}")
     target = np.empty(expected_size, dtype=np.uint8)  # numpy asks for huge pages: fewer page faults
     decompressor = _decompressor()
-    frames = iter(sizes)
-    at = header
+    frames = zip(itertools.accumulate(sizes, initial=header), sizes, strict=False)  # (offset, size) of each frame
 
     def planes(count: int) -> Iterator[bytes]:
-        nonlocal at
-        for _ in range(itemsize):
-            size = next(frames)
+        for at, size in itertools.islice(frames, itemsize):
             try:
                 plane = decompressor.decompress(view[at : at + size], max_output_size=count)
             except Exception as exc:  # zstandard.ZstdError: a damaged frame
                 raise ThetaError(f"a {GROUPED} object has a damaged frame at byte {at}: {exc}") from None
             if len(plane) != count:
                 raise ThetaError(f"a {GROUPED} frame decompressed to {len(plane)} bytes, expected {count}")
-            at += size
             yield plane
 
     element = little_uint(itemsize)
