@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,71 @@ def test_threaded_clean_writes_what_a_serial_clean_writes(tmp_path: Path) -> Non
         results.append((dumps(first), dumps(second)))
     assert results[0] == results[1]
     assert json.loads(results[1][1])["parameters"]["t0"]["steps"][-1]["update"] != "dense"
+
+
+def _later_process(tmp_path: Path) -> tuple[ParameterStore, ObjectStore]:
+    """The stores a later git-theta process of the same repository opens."""
+    store = ObjectStore(tmp_path / "lfs", tmp_path / "theta" / "objects")
+    return ParameterStore(store, default_manager().registry), store
+
+
+def _hashes_counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import theta.tensors
+
+    calls: list[int] = []
+    original = theta.tensors.sha256_hex
+
+    def counting(data) -> str:
+        calls.append(1)
+        return original(data)
+
+    monkeypatch.setattr(theta.tensors, "sha256_hex", counting)
+    return calls
+
+
+def test_a_tensor_stored_here_is_rebuilt_without_hashing_while_its_object_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params, _ = _later_process(tmp_path)
+    metadata = clean(Cleaner(default_manager().registry, params), safetensors({"w": weights((512, 512))}), [])
+    entry = metadata.parameters["w"]
+    hashed = _hashes_counted(monkeypatch)
+    later, _ = _later_process(tmp_path)
+    assert np.array_equal(later.load(entry, "model.safetensors", "w").numpy(), weights((512, 512)))
+    assert hashed == []  # the record says this chain gives its hash, and the object's file is unchanged
+    later.load(entry, "model.safetensors", "w", recheck=True)  # what fsck asks for: hashed again
+    assert hashed == [1]
+
+
+def test_an_object_changed_since_it_was_stored_is_checked_again_and_refused(tmp_path: Path) -> None:
+    params, store = _later_process(tmp_path)
+    metadata = clean(Cleaner(default_manager().registry, params), safetensors({"w": weights((512, 512))}), [])
+    entry = metadata.parameters["w"]
+    path = store.path(entry.steps[0].objects["value"].oid)
+    before = path.stat()
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.chmod(0o644)
+    path.write_bytes(bytes(damaged))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    with pytest.raises(ObjectCorrupt):
+        _later_process(tmp_path)[0].load(entry, "model.safetensors", "w")
+    assert not path.exists()  # removed, so that a fetch can bring a good copy
+
+
+def test_a_chain_first_rebuilt_from_fetched_objects_is_hashed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cleaner, _, elsewhere = setup(tmp_path / "elsewhere")  # another clone pushed these objects
+    metadata = clean(cleaner, safetensors({"w": weights((512, 512))}), [])
+    entry = metadata.parameters["w"]
+    _, store = _later_process(tmp_path)
+    for record in entry.steps[0].objects.values():  # as git-lfs downloads them: unverified by Theta
+        target = store.path(record.oid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(elsewhere.path(record.oid).read_bytes())
+    hashed = _hashes_counted(monkeypatch)
+    _later_process(tmp_path)[0].load(entry, "model.safetensors", "w")
+    assert hashed == [1]
+    _later_process(tmp_path)[0].load(entry, "model.safetensors", "w")
+    assert hashed == [1]

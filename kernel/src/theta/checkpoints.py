@@ -179,7 +179,9 @@ class Cleaner:
             steps = self._incremental(path, name, tensor, tensor_hash, previous, settings, reference)
         if not steps:
             steps = (self._root_step(path, name, tensor, tensor_hash, settings),)
-        return Parameter(dtype=tensor.dtype, shape=tensor.shape, hash=tensor_hash, steps=steps)
+        entry = Parameter(dtype=tensor.dtype, shape=tensor.shape, hash=tensor_hash, steps=steps)
+        self.params.remember(entry)
+        return entry
 
     def _still_stored(self, entry: Parameter, tensor: Tensor) -> bool:
         """Whether a known entry's objects are sound; a missing or damaged copy of the tensor itself is rewritten."""

@@ -7,6 +7,7 @@ objects (Git LFS objects, by sha256 oid) that hold its arrays. Nothing refers to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -214,6 +215,18 @@ def dumps(metadata: Metadata) -> bytes:
             for obj in step["objects"].values():
                 obj["shape"] = list(obj["shape"])
     return (_pretty(raw, "") + "\n").encode()
+
+
+def chain_digest(param: Parameter) -> str:
+    """A digest of what a parameter is rebuilt from (its steps, dtype and shape) and the hash it
+    must give: two entries share it exactly when they promise the same tensor from the same objects."""
+    raw = {
+        "dtype": param.dtype,
+        "shape": list(param.shape),
+        "hash": param.hash,
+        "steps": _converter.unstructure(param.steps),
+    }
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _pretty(value: Any, indent: str) -> str:

@@ -234,7 +234,7 @@ def check_chains(session: Session, needed: Needed, sound: set[str]) -> list[Prob
         if not all(oid in sound for oid in oids) or _stored_whole(param):
             continue
         try:
-            session.params.load(param, path, name)
+            session.params.load(param, path, name, recheck=True)
         except ThetaError as exc:
             use = Use(label=label, path=path, parameter=name, size=0)
             problems.append(Problem(oid=None, use=use, what="chain", detail=str(exc)))

@@ -21,6 +21,11 @@ changed since (same inode, size and modification time, as git's index trusts a f
 read again. The record of those verifications is `.git/theta/verified`, beside `<keep>`; the
 pre-push and fsck always `verify`.
 
+The same record keeps a second kind of fact, one line per chain (`decodes <digest>`): that a
+parameter's steps rebuild the tensor of the hash its entry names (`metadata.chain_digest`).
+It holds for good, since objects are named by their content: it was checked when the tensor
+was rebuilt and hashed, or when it was stored (its update decoded to the tensor's very bits).
+
 A process killed while writing leaves a temporary file behind. Temporary files carry the
 writer's process id (`theta-[<kind>-]<pid>-*`); the first look-up of a later process removes
 those, in `<lfs>/tmp` and in the spool directory beside `<keep>`, whose writer is gone.
@@ -49,6 +54,7 @@ STRAY_AGE = 24 * 3600
 VERIFIED_RECORD = "verified"
 # The record of verifications is started again once it is this large.
 VERIFIED_RECORD_LIMIT = 16 << 20
+DECODES = "decodes"
 
 
 class ObjectStore:
@@ -60,6 +66,7 @@ class ObjectStore:
         self._verified: set[str] = set()
         self._trusted: set[str] = set()
         self._recorded: dict[str, tuple[int, int, int]] | None = None
+        self._decodings: set[str] = set()
         self._swept = False
 
     def path(self, oid: str) -> Path:
@@ -117,6 +124,12 @@ class ObjectStore:
             return True
         return self.verify(oid, size)
 
+    def unchanged_since_verified(self, oid: str, size: int) -> bool:
+        """Whether the object's file is, by its inode, size and modification time, one this
+        repository verified or wrote (the record on disk says so; nothing is read)."""
+        signature = self._signature(oid)
+        return signature is not None and signature[1] == size and self._record().get(oid) == signature
+
     def _signature(self, oid: str) -> tuple[int, int, int] | None:
         try:
             st = self.path(oid).stat()
@@ -137,6 +150,8 @@ class ObjectStore:
                         fields = line.split()
                         if len(fields) == 4 and all(f.isdigit() for f in fields[1:]):
                             self._recorded[fields[0]] = (int(fields[1]), int(fields[2]), int(fields[3]))
+                        elif len(fields) == 2 and fields[0] == DECODES:
+                            self._decodings.add(fields[1])
                 elif path is not None:
                     path.unlink()
             except OSError:
@@ -150,9 +165,32 @@ class ObjectStore:
         if path is None or signature is None or self._record().get(oid) == signature:
             return
         self._record()[oid] = signature
+        self._append(f"{oid} {signature[0]} {signature[1]} {signature[2]}")
+
+    def vouch(self, oid: str) -> None:
+        """Record that the object's file, as it is now, is sound without hashing it: it just
+        decoded to the tensor of the hash its entry names, a check that covers every byte."""
+        self._note_sound(oid)
+
+    def known_decoding(self, digest: str) -> bool:
+        """Whether the chain of this `chain_digest` was recorded as rebuilding its tensor."""
+        self._record()
+        return digest in self._decodings
+
+    def note_decoding(self, digest: str) -> None:
+        """Record that the chain of this `chain_digest` rebuilds its tensor."""
+        if self.known_decoding(digest):
+            return
+        self._decodings.add(digest)
+        self._append(f"{DECODES} {digest}")
+
+    def _append(self, line: str) -> None:
+        path = self._record_path()
+        if path is None:
+            return
         try:
             with open(path, "a") as f:
-                f.write(f"{oid} {signature[0]} {signature[1]} {signature[2]}\n")
+                f.write(line + "\n")
         except OSError:
             pass
 
@@ -206,11 +244,14 @@ class ObjectStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def read(self, oid: str, size: int | None = None) -> bytes:
-        """The object's bytes, checked against its oid (and size when given)."""
+    def read(self, oid: str, size: int | None = None, check: bool = True) -> bytes:
+        """The object's bytes, checked against its oid (and size when given); `check=False` only
+        for an object `known_sound` just vouched for."""
         if not self.has(oid):
             raise ObjectMissing(oid, f"object {oid} is not in the local store {self.objects_dir}")
         data = self.path(oid).read_bytes()
+        if not check and (size is None or len(data) == size):
+            return data
         if (size is not None and len(data) != size) or hashlib.sha256(data).hexdigest() != oid:
             self.discard(oid)  # so that a fetch can bring a good copy
             raise ObjectCorrupt(
