@@ -118,17 +118,16 @@ class ObjectStore:
             return True
         if not self.has(oid):
             return False
-        signature = self._signature(oid)
-        if signature is not None and (size is None or signature[1] == size) and self._record().get(oid) == signature:
+        if self.unchanged_since_verified(oid, size):
             self._trusted.add(oid)
             return True
         return self.verify(oid, size)
 
-    def unchanged_since_verified(self, oid: str, size: int) -> bool:
-        """Whether the object's file is, by its inode, size and modification time, one this
-        repository verified or wrote (the record on disk says so; nothing is read)."""
+    def unchanged_since_verified(self, oid: str, size: int | None = None) -> bool:
+        """Whether the object's file is, by its inode, size (and `size`, if given) and modification
+        time, one this repository verified or wrote (the record on disk says so; nothing is read)."""
         signature = self._signature(oid)
-        return signature is not None and signature[1] == size and self._record().get(oid) == signature
+        return signature is not None and (size is None or signature[1] == size) and self._record().get(oid) == signature
 
     def _signature(self, oid: str) -> tuple[int, int, int] | None:
         try:
@@ -245,8 +244,8 @@ class ObjectStore:
             raise
 
     def read(self, oid: str, size: int | None = None, check: bool = True) -> bytes:
-        """The object's bytes, checked against its oid (and size when given); `check=False` only
-        for an object `known_sound` just vouched for."""
+        """The object's bytes, checked against its oid (and size when given); `check=False` (the
+        size alone) only for an object whose file is `unchanged_since_verified`."""
         if not self.has(oid):
             raise ObjectMissing(oid, f"object {oid} is not in the local store {self.objects_dir}")
         data = self.path(oid).read_bytes()
