@@ -164,6 +164,19 @@ def test_closed_pipe_exits_quietly(repo: GitRepo) -> None:
     assert shell.stdout == "[\n" and shell.stderr == ""
 
 
+@pytest.mark.parametrize("sent", [b"", b"0014git-filter-client\n"])
+def test_filter_process_left_before_the_handshake_ends_says_so_in_one_line(repo: GitRepo, sent: bytes) -> None:
+    """Started by hand, or by a git that died: a one-line error, never a traceback."""
+    proc = subprocess.run(
+        [git_theta_command(), "filter-process"], cwd=repo.path, env=repo.env, input=sent, capture_output=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (
+        "theta: filter-process: the other side closed the pipe: git runs this command"
+        " (filter.theta.process); it is not meant to be run by hand\n"
+    )
+
+
 def test_tables_come_as_json_too(repo: GitRepo) -> None:
     repo.theta("track", "*.safetensors")
     repo.write("model.safetensors", checkpoint_bytes(make_model()))

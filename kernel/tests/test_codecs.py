@@ -257,3 +257,42 @@ def test_a_chain_first_rebuilt_from_fetched_objects_is_hashed_once(
     assert hashed == [1]
     _later_process(tmp_path)[0].load(entry, "model.safetensors", "w")
     assert hashed == [1]
+
+
+def _object_hashes_counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import types
+
+    import theta.store.objects
+
+    calls: list[int] = []
+
+    def counting(data=b""):
+        calls.append(1)
+        return hashlib.sha256(data)
+
+    monkeypatch.setattr(theta.store.objects, "hashlib", types.SimpleNamespace(sha256=counting))
+    return calls
+
+
+def test_objects_git_lfs_checked_as_it_downloaded_them_are_not_hashed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cleaner, _, elsewhere = setup(tmp_path / "elsewhere")  # another clone pushed these objects
+    v1 = weights((1024, 512), 2)
+    first = clean(cleaner, safetensors({"u": v1}), [])
+    v2 = v1.copy()
+    v2.reshape(-1)[::500] += 1.0
+    entry = clean(cleaner, safetensors({"u": v2}), [first]).parameters["u"]
+    assert [s.update for s in entry.steps] == ["dense", "sparse"]
+    records = [record for step in entry.steps for record in step.objects.values()]
+    _, store = _later_process(tmp_path)
+    for record in records:  # each lands, checked by git-lfs, and the checkout vouches for it
+        target = store.path(record.oid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(elsewhere.path(record.oid).read_bytes())
+        store.vouch(record.oid)
+    objects_hashed, tensors_hashed = _object_hashes_counted(monkeypatch), _hashes_counted(monkeypatch)
+    assert np.array_equal(_later_process(tmp_path)[0].load(entry, "model.safetensors", "u").numpy(), v2)
+    assert (objects_hashed, tensors_hashed) == ([], [1])  # the tensor, once: the decoding is what is checked
+    _later_process(tmp_path)[0].load(entry, "model.safetensors", "u", recheck=True)
+    assert len(objects_hashed) == len(records)  # fsck's reading hashes every object again

@@ -355,7 +355,8 @@ class Smudger:
         store = self.params.store
         needed = metadata.objects()
         missing = [(oid, use.size) for oid, use in needed.items() if not store.has(oid)]
-        download = BackgroundFetch(self.fetch, missing, path) if missing and self.fetch is not None else None
+        # git-lfs checks each object's sha256 as it downloads it: what lands is not hashed again.
+        download = BackgroundFetch(self.fetch, missing, path, landed=store.vouch) if missing and self.fetch else None
 
         def present(oids: Sequence[str]) -> None:
             if download is not None and not all(store.has(oid) for oid in oids):

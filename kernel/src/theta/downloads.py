@@ -20,10 +20,20 @@ class Fetcher(Protocol):
 
 
 class BackgroundFetch:
-    """`fetch(objects, label)` running on its own thread, with a way to wait for some of them."""
+    """`fetch(objects, label)` running on its own thread, with a way to wait for some of them.
 
-    def __init__(self, fetch: Fetcher, objects: Sequence[tuple[str, int]], label: str) -> None:
+    `landed(oid)` is told of each object as it lands, before anyone waiting for it is woken.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetcher,
+        objects: Sequence[tuple[str, int]],
+        label: str,
+        landed: Callable[[str], None] | None = None,
+    ) -> None:
         self._asked = {oid for oid, _ in objects}
+        self._on_landing = landed
         self._landed: set[str] = set()
         self._failures: list[str] | None = None
         self._error: BaseException | None = None
@@ -45,6 +55,8 @@ class BackgroundFetch:
                 self._changed.notify_all()
 
     def _arrived(self, oid: str) -> None:
+        if self._on_landing is not None:
+            self._on_landing(oid)
         with self._changed:
             self._landed.add(oid)
             self._changed.notify_all()

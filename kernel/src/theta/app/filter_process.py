@@ -202,6 +202,13 @@ def main(skip_smudge: bool = False) -> int:
     except (ProtocolError, BrokenPipeError) as exc:
         print(f"theta: filter-process: {exc}", file=sys.stderr)
         return 1
+    except EOFError as exc:
+        print(
+            f"theta: filter-process: {exc}: git runs this command (filter.theta.process);"
+            " it is not meant to be run by hand",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         process.close()
 

@@ -167,8 +167,9 @@ class ObjectStore:
         self._append(f"{oid} {signature[0]} {signature[1]} {signature[2]}")
 
     def vouch(self, oid: str) -> None:
-        """Record that the object's file, as it is now, is sound without hashing it: it just
-        decoded to the tensor of the hash its entry names, a check that covers every byte."""
+        """Record that the object's file, as it is now, is sound without hashing it here: it just
+        decoded to the tensor of the hash its entry names, a check that covers every byte, or
+        git-lfs checked its sha256 as it downloaded it."""
         self._note_sound(oid)
 
     def known_decoding(self, digest: str) -> bool:
@@ -188,6 +189,7 @@ class ObjectStore:
         if path is None:
             return
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone's first objects may be downloads
             with open(path, "a") as f:
                 f.write(line + "\n")
         except OSError:

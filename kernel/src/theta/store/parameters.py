@@ -114,7 +114,7 @@ class ParameterStore:
                     return _same_layout(param, self._rebuild(param, verify=False)[0])
                 except ThetaError:
                     pass  # a file damaged in place: the checked reading below finds it and removes it
-            tensor = self._load(param)
+            tensor = self._load(param, recheck)
             self.store.note_decoding(digest)
             return tensor
         except (ObjectMissing, ObjectCorrupt) as exc:
@@ -130,24 +130,35 @@ class ParameterStore:
             for record in step.objects.values()
         )
 
-    def _rebuild(self, param: Parameter, verify: bool) -> tuple[Tensor, dict[str, Tensor]]:
-        """The tensor the chain decodes to, and the last step's arrays; its hash is the caller's to check."""
+    def _rebuild(self, param: Parameter, verify: bool, recheck: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+        """The tensor the chain decodes to, and the last step's arrays; its hash is the caller's to check.
+
+        With `verify`, each object is checked against its oid, unless its file is unchanged since
+        this repository verified it (and not `recheck`).
+        """
         info = TensorInfo(dtype=param.dtype, shape=param.shape)
         tensor: Tensor | None = None
         arrays: dict[str, Tensor] = {}
+        store = self.store
         for step in param.steps:
-            arrays = {key: self.load_array(record, verify=verify) for key, record in step.objects.items()}
+            arrays = {
+                key: self.load_array(
+                    record,
+                    verify=verify and (recheck or not store.unchanged_since_verified(record.oid, record.size)),
+                )
+                for key, record in step.objects.items()
+            }
             update_type = self.registry.update_type(step.update)
             tensor = update_type.decode(Update(arrays=arrays, params=step.params), tensor, info)
         assert tensor is not None
         return tensor, arrays
 
-    def _load(self, param: Parameter) -> Tensor:
+    def _load(self, param: Parameter, recheck: bool = False) -> Tensor:
         # A tensor stored whole and compressed is checked once, by its own hash after decoding,
         # rather than also by its object's sha256; a mismatch then looks at the object.
         whole = self._compressed_whole(param)
         try:
-            tensor, arrays = self._rebuild(param, verify=whole is None)
+            tensor, arrays = self._rebuild(param, verify=whole is None, recheck=recheck)
         except ObjectCorrupt:
             raise  # the copy is gone already
         except ThetaError:
@@ -176,7 +187,8 @@ class ParameterStore:
     def _verified_by_store(param: Parameter, tensor: Tensor, arrays: Mapping[str, Tensor]) -> bool:
         """True when the tensor is, unchanged, a raw object whose oid is the parameter's hash.
 
-        The store checked that object's sha256 when it read it, so hashing again is not needed.
+        The store checked that object's sha256 when it read it, or its file is unchanged since it
+        was checked (`_rebuild`), so hashing again is not needed.
         """
         last = param.steps[-1]
         oid = param.hash.removeprefix(HASH_PREFIX)

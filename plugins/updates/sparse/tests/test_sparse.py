@@ -69,6 +69,28 @@ def test_each_index_form_gives_back_the_positions(share: float) -> None:
         assert np.array_equal(indices.decoded(form, array, numel), positions), form
 
 
+@pytest.mark.parametrize("numel", [1, 13, 8 * 1001])
+def test_a_bitmap_gives_back_its_positions_at_any_length(numel: int) -> None:
+    positions = np.flatnonzero(np.random.default_rng(numel).random(numel) < 0.5)
+    bitmap = indices.encodings(positions, numel)["bitmap"]
+    assert bitmap.size == -(-numel // 8)
+    found = indices.decoded("bitmap", bitmap, numel)
+    assert found.dtype == np.int64 and np.array_equal(found, positions)
+
+
+def test_a_bitmap_with_a_bit_past_the_tensor_is_an_error() -> None:
+    base = Tensor.from_numpy(np.zeros(13, np.float32))
+    changed = np.zeros(13, np.float32)
+    changed[::2] = 1.0
+    update = SPARSE.encode(Tensor.from_numpy(changed), base)
+    assert update is not None and update.params["index"] == "bitmap"
+    stray = update.arrays["index"].numpy().copy()
+    stray[-1] |= 1  # bit 15 of a 13-element tensor
+    damaged = Update(arrays={**update.arrays, "index": Tensor.from_numpy(stray)}, params=update.params)
+    with pytest.raises(ThetaError, match="positions in 13 elements"):
+        SPARSE.decode(damaged, base, TensorInfo(dtype="float32", shape=(13,)))
+
+
 def test_the_smallest_index_form_is_kept() -> None:
     w = torch.zeros(100_000)
     few = w.clone()

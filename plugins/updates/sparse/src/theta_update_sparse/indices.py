@@ -49,4 +49,12 @@ def decoded(form: str, array: np.ndarray, numel: int) -> np.ndarray:
         return array.astype(np.int64)
     if form == "gaps":
         return np.cumsum(array, dtype=np.int64) - 1
-    return np.flatnonzero(np.unpackbits(array, count=numel))
+    return _set_bits(array)
+
+
+def _set_bits(bitmap: np.ndarray) -> np.ndarray:
+    """The positions of the set bits, found from the nonzero bytes: an index of a few percent of
+    the elements is read without unpacking one byte per element."""
+    occupied = np.flatnonzero(bitmap)
+    rows, bits = np.nonzero(np.unpackbits(bitmap[occupied]).reshape(-1, 8))
+    return occupied[rows] * 8 + bits
