@@ -220,3 +220,15 @@ def test_exit_codes_are_documented() -> None:
     table = doc.split("## Exit status", 1)[1]
     for code, _ in EXIT_STATUS:
         assert f"| {code} |" in table, code
+
+
+def test_diff_driver_given_a_file_that_is_not_there_says_so_in_one_line(repo: GitRepo) -> None:
+    args = ["model.pt", "gone.pt", "1" * 40, "100644", "also-gone.pt", "0" * 40, "100644"]
+    proc = subprocess.run(
+        [git_theta_command(), "diff-driver", *args], cwd=repo.path, env=repo.env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == (
+        "diff --theta a/model.pt b/model.pt\n"
+        "  theta: cannot compare: model.pt: cannot read gone.pt: No such file or directory\n"
+    )

@@ -6,9 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from sample_models import checkpoint_bytes, edited, make_model
 
-from theta.testing import GitRepo, clone
+from theta.testing import GitRepo, clone, git_theta_command
 
 MODEL = "model.safetensors"
 
@@ -32,6 +33,31 @@ def test_track_writes_attributes_and_hook(repo: GitRepo) -> None:
     repo.write(MODEL, checkpoint_bytes(make_model()))
     repo.commit_all("v1")
     assert repo.theta("ls-files").stdout.split() == [MODEL]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "said"),
+    [
+        ("", "the PATTERN is empty"),
+        ("x.pt\n* -filter", "cannot hold a line break"),
+        ("#x.pt", "is a comment in .gitattributes; track '\\#x.pt'"),
+        ("!x.pt", "is a negative pattern, which git ignores in .gitattributes; track '\\!x.pt'"),
+    ],
+)
+def test_a_pattern_gitattributes_would_misread_is_refused_in_one_line(repo: GitRepo, pattern: str, said: str) -> None:
+    before = (repo.path / ".gitattributes").read_bytes() if (repo.path / ".gitattributes").exists() else None
+    proc = repo.theta("track", pattern, check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("theta: error: ") and said in proc.stderr
+    after = (repo.path / ".gitattributes").read_bytes() if (repo.path / ".gitattributes").exists() else None
+    assert after == before
+
+
+def test_a_pattern_escaped_as_git_asks_tracks_its_files(repo: GitRepo) -> None:
+    repo.theta("track", "\\#draft.safetensors")
+    repo.write("#draft.safetensors", checkpoint_bytes(make_model()))
+    repo.commit_all("v1")
+    assert repo.theta("ls-files").stdout.split() == ["#draft.safetensors"]
 
 
 def test_commit_stores_metadata_and_one_object_per_tensor(repo: GitRepo, v1: bytes) -> None:
@@ -244,6 +270,33 @@ def test_squash_stores_dense_versions_without_rewriting_history(repo: GitRepo, v
     assert repo.read(MODEL) == v2
 
 
+def test_squash_names_files_as_git_does_wherever_it_is_run(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    repo.write(f"sub/{MODEL}", v1)
+    repo.commit_all("v1")
+    repo.write(f"sub/{MODEL}", edited(v1, "layers.0.attn.weight"))
+    repo.commit_all("v2")
+    subprocess.run([git_theta_command(), "squash", f"./{MODEL}"], cwd=repo.path / "sub", env=repo.env, check=True)
+    (repo.path / "sub" / MODEL).touch()
+    repo.git("add", "--renormalize", f"sub/{MODEL}")
+    repo.git("commit", "-q", "--allow-empty", "-m", "squash")
+    stored = json.loads(repo.blob(f"HEAD:sub/{MODEL}"))
+    assert all(len(p["steps"]) == 1 for p in stored["parameters"].values())
+
+
+@pytest.mark.parametrize(
+    ("path", "said"), [("notes.txt", "not tracked with Theta"), ("gone.safetensors", "no such file")]
+)
+def test_squash_of_a_file_theta_does_not_store_is_refused(repo: GitRepo, path: str, said: str) -> None:
+    repo.theta("track", "*.safetensors")
+    repo.write("notes.txt", b"hello\n")
+    proc = repo.theta("squash", path, check=False)
+    assert proc.returncode == 1 and proc.stderr == f"theta: error: {path}: {said}" + (
+        ": `git theta track` a pattern that matches it first\n" if "tracked" in said else "\n"
+    )
+    assert not (repo.path / ".git" / "theta" / "squash").exists()
+
+
 def test_checkpoint_type_override(repo: GitRepo, v1: bytes) -> None:
     repo.theta("track", "*.ckpt-data")
     repo.commit_all("track")
@@ -255,3 +308,23 @@ def test_checkpoint_type_override(repo: GitRepo, v1: bytes) -> None:
     forced = subprocess.run(["git", "add", "weights.ckpt-data"], cwd=repo.path, env=env, capture_output=True, text=True)
     assert forced.returncode != 0 and "weights.ckpt-data" in forced.stderr  # read as ONNX, as asked
     assert repo.git("diff", "--cached", "--name-only").stdout == ""
+
+
+def test_checkout_of_a_file_left_as_metadata_works_from_a_subdirectory(repo: GitRepo, v1: bytes) -> None:
+    repo.theta("track", "*.safetensors")
+    repo.write(f"sub/{MODEL}", v1)
+    repo.commit_all("v1")
+    (repo.path / "sub" / MODEL).unlink()
+    env = {**repo.env, "GIT_LFS_SKIP_SMUDGE": "1"}
+    repo.git("-c", "filter.theta.process=git-theta filter-process --skip-smudge", "checkout", "--", f"sub/{MODEL}")
+    assert repo.read(f"sub/{MODEL}").startswith(b"{")  # left as its metadata
+    here = subprocess.run(
+        [git_theta_command(), "checkout", MODEL], cwd=repo.path / "sub", env=env, capture_output=True, text=True
+    )
+    assert here.returncode == 0, here.stderr
+    assert repo.read(f"sub/{MODEL}") == v1
+    gone = repo.theta("checkout", "nosuch.safetensors", check=False)
+    assert gone.returncode == 1
+    assert gone.stderr == (
+        "theta: error: nosuch.safetensors: not a file Theta tracks in the index (`git theta ls-files` lists them)\n"
+    )

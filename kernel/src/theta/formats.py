@@ -25,7 +25,7 @@ from typing import BinaryIO, ClassVar, Protocol
 
 from attrs import field, frozen
 
-from theta.errors import FormatError
+from theta.errors import FormatError, ThetaError
 from theta.tensors import Tensor
 
 SNIFF_BYTES = 4096
@@ -163,7 +163,11 @@ def open_source(path: str, stream: ByteStream, spool_dir: Path | None = None) ->
 @contextmanager
 def open_file_source(file: Path, path: str | None = None) -> Iterator[Source]:
     """A checkpoint on disk as a `Source`; `path` names it in messages (default: the file)."""
-    with open(file, "rb", buffering=0) as raw, open_source(path or str(file), raw) as source:
+    try:
+        raw = open(file, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ThetaError(f"{path or file}: cannot read {file}: {exc.strerror or exc}") from None
+    with raw, open_source(path or str(file), raw) as source:
         yield source
 
 

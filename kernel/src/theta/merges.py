@@ -30,6 +30,7 @@ from cattrs.v import transform_error
 
 from theta.bits import little_uint, raw_bits, to_bits, to_values
 from theta.errors import ThetaError
+from theta.specfiles import make_converter
 from theta.tensors import Tensor, dtype
 
 __all__ = [
@@ -166,36 +167,8 @@ def each(validator: Callable[[Any, Any, Any], None]) -> Callable[[Any, Any, Any]
     return check
 
 
-def _strict_float(value: Any, _: type) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _strict_int(value: Any, _: type) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    return value
-
-
-def _strict_bool(value: Any, _: type) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _strict_str(value: Any, _: type) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value
-
-
 def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(float, _strict_float)
-    converter.register_structure_hook(int, _strict_int)
-    converter.register_structure_hook(bool, _strict_bool)
-    converter.register_structure_hook(str, _strict_str)
+    converter = make_converter()
 
     def structure_tuple(value: Any, type_: Any) -> tuple[Any, ...]:
         args = get_args(type_)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,8 +22,26 @@ def attributes_line(pattern: str, fmt: str | None) -> str:
     return f"{escaped} {ATTRIBUTES}" + (f" theta-format={fmt}" if fmt else "")
 
 
+def check_pattern(pattern: str) -> None:
+    """Refuse a pattern that .gitattributes would not read as one pattern of files."""
+    if not pattern.strip():
+        raise ThetaError("the PATTERN is empty: give a glob of the files to track, e.g. '*.safetensors'")
+    if any(ord(c) < 32 or c == "\x7f" for c in pattern):
+        raise ThetaError(
+            f"{pattern!r}: a pattern cannot hold a line break, tab or other control character"
+            " (.gitattributes holds one pattern per line); match them with '?' or [[:space:]]"
+        )
+    if pattern[0] in "#!":
+        meaning = "a comment" if pattern[0] == "#" else "a negative pattern, which git ignores"
+        raise ThetaError(
+            f"{pattern!r}: a line starting with {pattern[0]!r} is {meaning} in .gitattributes;"
+            f" track '\\{pattern}' for file names that start with {pattern[0]!r}"
+        )
+
+
 def track(repo: Repo, pattern: str, fmt: str | None) -> bool:
     """Add (or update) the pattern's line in the top-level .gitattributes and stage it."""
+    check_pattern(pattern)
     path = repo.top_level / ".gitattributes"
     lines = path.read_text().splitlines() if path.exists() else []
     wanted = attributes_line(pattern, fmt)
@@ -96,10 +115,7 @@ def huggingface_patterns(repo: Repo, directory: Path) -> list[str]:
     """
     if not directory.is_dir():
         raise ThetaError(f"{directory} is not a directory (give the folder `save_pretrained` wrote)")
-    try:
-        relative = directory.resolve().relative_to(repo.top_level.resolve()).as_posix()
-    except ValueError:
-        raise ThetaError(f"{directory} is outside the repository at {repo.top_level}") from None
+    relative = work_tree_path(repo, str(directory))
     prefix = "" if relative == "." else f"{relative}/"
     patterns = [f"{prefix}*.safetensors"]
     if any(directory.glob("pytorch_model*.bin")):
@@ -108,8 +124,17 @@ def huggingface_patterns(repo: Repo, directory: Path) -> list[str]:
 
 
 def tracked_files(repo: Repo) -> list[str]:
+    """The files in the index that Theta tracks, named as git does from the current directory."""
     paths = [p for p in repo.git("ls-files", "-z").split("\0") if p]
     return repo.tracked_paths(paths)
+
+
+def work_tree_path(repo: Repo, given: str) -> str:
+    """`given` (relative to the current directory) as git names it, from the top of the work tree."""
+    try:
+        return Path(given).absolute().resolve().relative_to(repo.top_level.resolve()).as_posix()
+    except ValueError:
+        raise ThetaError(f"{given} is outside the repository at {repo.top_level}") from None
 
 
 def fetch(repo: Repo, rev: str, paths: list[str], params: list[str] | None = None) -> int:
@@ -176,19 +201,23 @@ def fetch(repo: Repo, rev: str, paths: list[str], params: list[str] | None = Non
 
 def checkout(repo: Repo, paths: list[str]) -> list[str]:
     """Rewrite tracked files that were left as metadata (a plugin or an object was missing)."""
-    top = repo.top_level
-    wanted = set(paths)
+    here = repo.cwd or Path.cwd()
+    wanted = {os.path.normpath(given): given for given in paths}
+    tracked = tracked_files(repo)
+    unknown = [given for path, given in wanted.items() if path not in tracked]
+    if unknown:
+        raise ThetaError(f"{unknown[0]}: not a file Theta tracks in the index (`git theta ls-files` lists them)")
     redo = []
-    for path in tracked_files(repo):
+    for path in tracked:
         if wanted and path not in wanted:
             continue
-        file = top / path
+        file = here / path
         if file.is_file():
             with open(file, "rb") as f:
                 if looks_like_metadata(f.read(256)):
                     redo.append(path)
     for path in redo:
-        (top / path).unlink()
+        (here / path).unlink()
     if redo:
         repo.git("checkout", "--", *redo)
     return redo

@@ -67,15 +67,6 @@ class PolicySpec:
     rules: tuple[RuleSpec, ...] = ()
 
 
-def _strict(kind: type, noun: str) -> Any:
-    def check(value: Any, _: type) -> Any:
-        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
-            raise ValueError(f"expected {noun}, got {value!r}")
-        return value
-
-    return check
-
-
 def _strings(value: Any, _: type) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"expected a list of strings, got {value!r}")
@@ -90,8 +81,6 @@ def _options_table(value: Any, _: type) -> dict[str, Any]:
 
 def _make_converter() -> cattrs.Converter:
     converter = make_converter()
-    converter.register_structure_hook(str, _strict(str, "a string"))
-    converter.register_structure_hook(int, _strict(int, "a whole number"))
     converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _strings)
     converter.register_structure_hook_func(lambda t: t == dict[str, Any], _options_table)
     for table in (StrategySpec, RuleSpec):

@@ -26,9 +26,22 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_squash(args: argparse.Namespace) -> int:
     from theta.next_commit import request_squash
 
-    request_squash(Repo(), args.paths)
+    repo = Repo()
+    paths = [_tracked_path(repo, path) for path in args.paths]
+    request_squash(repo, paths)
     print(f"theta: the next commit stores {', '.join(args.paths)} as dense versions; `git add` them now")
     return 0
+
+
+def _tracked_path(repo: Repo, given: str) -> str:
+    from theta.app.tracking import work_tree_path
+
+    path = work_tree_path(repo, given)
+    if not Path(given).is_file():
+        raise ThetaError(f"{given}: no such file")
+    if not repo.tracked_paths([given]):
+        raise ThetaError(f"{given}: not tracked with Theta: `git theta track` a pattern that matches it first")
+    return path
 
 
 def register(add) -> None:  # type: ignore[no-untyped-def]
