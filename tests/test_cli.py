@@ -172,7 +172,7 @@ def test_filter_process_left_before_the_handshake_ends_says_so_in_one_line(repo:
     )
     assert proc.returncode == 1
     assert proc.stderr.decode() == (
-        "theta: filter-process: the other side closed the pipe: git runs this command"
+        "theta: filter-process: the other side closed the pipe before the handshake ended: git runs this command"
         " (filter.theta.process); it is not meant to be run by hand\n"
     )
 

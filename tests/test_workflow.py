@@ -323,8 +323,16 @@ def test_checkout_of_a_file_left_as_metadata_works_from_a_subdirectory(repo: Git
     )
     assert here.returncode == 0, here.stderr
     assert repo.read(f"sub/{MODEL}") == v1
+    (repo.path / "sub" / MODEL).unlink()
+    repo.git("-c", "filter.theta.process=git-theta filter-process --skip-smudge", "checkout", "--", f"sub/{MODEL}")
+    (repo.path / "other").mkdir()
+    above = subprocess.run(  # a path above the current directory, a directory: pathspecs as git reads them
+        [git_theta_command(), "checkout", "../sub"], cwd=repo.path / "other", env=env, capture_output=True, text=True
+    )
+    assert above.returncode == 0, above.stderr
+    assert repo.read(f"sub/{MODEL}") == v1
     gone = repo.theta("checkout", "nosuch.safetensors", check=False)
     assert gone.returncode == 1
     assert gone.stderr == (
-        "theta: error: nosuch.safetensors: not a file Theta tracks in the index (`git theta ls-files` lists them)\n"
+        "theta: error: nosuch.safetensors: no file Theta tracks there in the index (`git theta ls-files` lists them)\n"
     )

@@ -274,9 +274,8 @@ def _object_hashes_counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def test_objects_git_lfs_checked_as_it_downloaded_them_are_not_hashed_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _downloaded_chain(tmp_path: Path) -> tuple[object, np.ndarray, ObjectStore]:
+    """A dense + sparse chain whose objects landed as git-lfs lands them, and were vouched for."""
     cleaner, _, elsewhere = setup(tmp_path / "elsewhere")  # another clone pushed these objects
     v1 = weights((1024, 512), 2)
     first = clean(cleaner, safetensors({"u": v1}), [])
@@ -284,15 +283,71 @@ def test_objects_git_lfs_checked_as_it_downloaded_them_are_not_hashed_again(
     v2.reshape(-1)[::500] += 1.0
     entry = clean(cleaner, safetensors({"u": v2}), [first]).parameters["u"]
     assert [s.update for s in entry.steps] == ["dense", "sparse"]
-    records = [record for step in entry.steps for record in step.objects.values()]
     _, store = _later_process(tmp_path)
-    for record in records:  # each lands, checked by git-lfs, and the checkout vouches for it
-        target = store.path(record.oid)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(elsewhere.path(record.oid).read_bytes())
-        store.vouch(record.oid)
+    for step in entry.steps:
+        for record in step.objects.values():
+            target = store.path(record.oid)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(elsewhere.path(record.oid).read_bytes())
+            store.vouch(record.oid)
+    return entry, v2, store
+
+
+def test_a_downloaded_object_damaged_in_place_is_found_and_removed(tmp_path: Path) -> None:
+    entry, _, store = _downloaded_chain(tmp_path)
+    record = entry.steps[1].objects["flips"]
+    path = store.path(record.oid)
+    before = path.stat()
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    path.chmod(0o644)
+    with open(path, "r+b") as f:  # the same inode, size and modification time: the record cannot tell
+        f.write(bytes(damaged))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ObjectCorrupt):
+        _later_process(tmp_path)[0].load(entry, "model.safetensors", "u")
+    assert not path.exists()  # removed, so that a fetch can bring a good copy
+
+
+def test_objects_git_lfs_checked_as_it_downloaded_them_are_not_hashed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry, v2, _ = _downloaded_chain(tmp_path)
+    records = [record for step in entry.steps for record in step.objects.values()]
     objects_hashed, tensors_hashed = _object_hashes_counted(monkeypatch), _hashes_counted(monkeypatch)
     assert np.array_equal(_later_process(tmp_path)[0].load(entry, "model.safetensors", "u").numpy(), v2)
     assert (objects_hashed, tensors_hashed) == ([], [1])  # the tensor, once: the decoding is what is checked
     _later_process(tmp_path)[0].load(entry, "model.safetensors", "u", recheck=True)
     assert len(objects_hashed) == len(records)  # fsck's reading hashes every object again
+
+
+def test_a_checkout_vouches_for_what_lands_and_hashes_only_the_tensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cleaner, _, elsewhere = setup(tmp_path / "elsewhere")  # another clone pushed these objects
+    v1 = {"u": weights((1024, 512), 2), "w": weights((256, 256), 3)}
+    first = clean(cleaner, safetensors(v1), [])
+    v2 = {k: v.copy() for k, v in v1.items()}
+    v2["u"].reshape(-1)[::500] += 1.0
+    metadata = clean(cleaner, safetensors(v2), [first])
+    landed: list[str] = []
+
+    def fetch(objects, label, *, arrived=None):  # lands each object as git-lfs does, checked already
+        for oid, _ in objects:
+            target = store.path(oid)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(elsewhere.path(oid).read_bytes())
+            landed.append(oid)
+            if arrived is not None:
+                arrived(oid)
+        return []
+
+    params, store = _later_process(tmp_path)
+    objects_hashed, tensors_hashed = _object_hashes_counted(monkeypatch), _hashes_counted(monkeypatch)
+    out = io.BytesIO()
+    Smudger(default_manager().registry, params, fetch).smudge(metadata, "model.safetensors", out)
+    assert out.getvalue() == safetensors(v2)
+    assert sorted(landed) == sorted(metadata.objects())
+    assert objects_hashed == [] and len(tensors_hashed) == len(v2)
+    later = _later_process(tmp_path)[1]
+    assert all(later.unchanged_since_verified(oid, use.size) for oid, use in metadata.objects().items())

@@ -379,7 +379,8 @@ class Smudger:
             skeleton = b""
             if metadata.skeleton is not None:
                 present([metadata.skeleton.oid])
-                skeleton = store.read(metadata.skeleton.oid, metadata.skeleton.size)
+                oid, size = metadata.skeleton.oid, metadata.skeleton.size
+                skeleton = store.read(oid, size, check=not store.unchanged_since_verified(oid, size))
             loader = PrefetchingLoader(
                 list(metadata.parameters),
                 load,

@@ -83,7 +83,13 @@ class FilterProcess:
             self._session.close()
 
     def serve(self) -> int:
-        self._handshake()
+        try:
+            self._handshake()
+        except EOFError as exc:
+            raise ProtocolError(
+                f"{exc} before the handshake ended: git runs this command (filter.theta.process);"
+                " it is not meant to be run by hand"
+            ) from None
         while True:
             try:
                 keys = self.reader.read_keys()
@@ -199,15 +205,8 @@ def main(skip_smudge: bool = False) -> int:
     process = FilterProcess(protocol_in, protocol_out, _new_session, skip_smudge)
     try:
         return process.serve()
-    except (ProtocolError, BrokenPipeError) as exc:
+    except (ProtocolError, BrokenPipeError, EOFError) as exc:
         print(f"theta: filter-process: {exc}", file=sys.stderr)
-        return 1
-    except EOFError as exc:
-        print(
-            f"theta: filter-process: {exc}: git runs this command (filter.theta.process);"
-            " it is not meant to be run by hand",
-            file=sys.stderr,
-        )
         return 1
     finally:
         process.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from theta.errors import ThetaError
@@ -123,16 +124,17 @@ def huggingface_patterns(repo: Repo, directory: Path) -> list[str]:
     return patterns
 
 
-def tracked_files(repo: Repo) -> list[str]:
-    """The files in the index that Theta tracks, named as git does from the current directory."""
-    paths = [p for p in repo.git("ls-files", "-z").split("\0") if p]
+def tracked_files(repo: Repo, pathspecs: Sequence[str] = ()) -> list[str]:
+    """The files in the index that Theta tracks (among `pathspecs`), named as git does from the
+    current directory."""
+    paths = [p for p in repo.git("ls-files", "-z", "--", *pathspecs).split("\0") if p]
     return repo.tracked_paths(paths)
 
 
 def work_tree_path(repo: Repo, given: str) -> str:
     """`given` (relative to the current directory) as git names it, from the top of the work tree."""
-    try:
-        return Path(given).absolute().resolve().relative_to(repo.top_level.resolve()).as_posix()
+    try:  # a symbolic link keeps its own name, as git tracks it
+        return Path(os.path.normpath(Path(given).absolute())).relative_to(repo.top_level.resolve()).as_posix()
     except ValueError:
         raise ThetaError(f"{given} is outside the repository at {repo.top_level}") from None
 
@@ -202,15 +204,14 @@ def fetch(repo: Repo, rev: str, paths: list[str], params: list[str] | None = Non
 def checkout(repo: Repo, paths: list[str]) -> list[str]:
     """Rewrite tracked files that were left as metadata (a plugin or an object was missing)."""
     here = repo.cwd or Path.cwd()
-    wanted = {os.path.normpath(given): given for given in paths}
-    tracked = tracked_files(repo)
-    unknown = [given for path, given in wanted.items() if path not in tracked]
-    if unknown:
-        raise ThetaError(f"{unknown[0]}: not a file Theta tracks in the index (`git theta ls-files` lists them)")
+    chosen: list[str] = []
+    for given in paths:
+        found = tracked_files(repo, [given])
+        if not found:
+            raise ThetaError(f"{given}: no file Theta tracks there in the index (`git theta ls-files` lists them)")
+        chosen += [path for path in found if path not in chosen]
     redo = []
-    for path in tracked:
-        if wanted and path not in wanted:
-            continue
+    for path in chosen if paths else tracked_files(repo):
         file = here / path
         if file.is_file():
             with open(file, "rb") as f:

@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,7 @@ class ObjectStore:
         self._trusted: set[str] = set()
         self._recorded: dict[str, tuple[int, int, int]] | None = None
         self._decodings: set[str] = set()
+        self._record_lock = threading.RLock()  # the fetch thread vouches while workers read the record
         self._swept = False
 
     def path(self, oid: str) -> Path:
@@ -140,22 +142,23 @@ class ObjectStore:
         return self.keep_dir.parent / VERIFIED_RECORD if self.keep_dir is not None else None
 
     def _record(self) -> dict[str, tuple[int, int, int]]:
-        if self._recorded is None:
-            self._recorded = {}
-            path = self._record_path()
-            try:
-                if path is not None and path.stat().st_size <= VERIFIED_RECORD_LIMIT:
-                    for line in path.read_text(errors="replace").splitlines():
-                        fields = line.split()
-                        if len(fields) == 4 and all(f.isdigit() for f in fields[1:]):
-                            self._recorded[fields[0]] = (int(fields[1]), int(fields[2]), int(fields[3]))
-                        elif len(fields) == 2 and fields[0] == DECODES:
-                            self._decodings.add(fields[1])
-                elif path is not None:
-                    path.unlink()
-            except OSError:
-                pass
-        return self._recorded
+        with self._record_lock:
+            if self._recorded is None:
+                self._recorded = {}
+                path = self._record_path()
+                try:
+                    if path is not None and path.stat().st_size <= VERIFIED_RECORD_LIMIT:
+                        for line in path.read_text(errors="replace").splitlines():
+                            fields = line.split()
+                            if len(fields) == 4 and all(f.isdigit() for f in fields[1:]):
+                                self._recorded[fields[0]] = (int(fields[1]), int(fields[2]), int(fields[3]))
+                            elif len(fields) == 2 and fields[0] == DECODES:
+                                self._decodings.add(fields[1])
+                    elif path is not None:
+                        path.unlink()
+                except OSError:
+                    pass
+            return self._recorded
 
     def _note_sound(self, oid: str) -> None:
         """Record that the object's file, as it is now, was verified (one appended line)."""
@@ -190,7 +193,7 @@ class ObjectStore:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone's first objects may be downloads
-            with open(path, "a") as f:
+            with self._record_lock, open(path, "a") as f:
                 f.write(line + "\n")
         except OSError:
             pass

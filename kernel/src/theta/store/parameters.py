@@ -113,8 +113,15 @@ class ParameterStore:
                 try:
                     return _same_layout(param, self._rebuild(param, verify=False)[0])
                 except ThetaError:
-                    pass  # a file damaged in place: the checked reading below finds it and removes it
-            tensor = self._load(param, recheck)
+                    recheck = True  # a file damaged in place: the checked reading below finds it and removes it
+            try:
+                tensor = self._load(param, recheck)
+            except (ObjectMissing, ObjectCorrupt):
+                raise  # a damaged copy found is removed already
+            except ThetaError:
+                if recheck:
+                    raise
+                tensor = self._load(param, recheck=True)  # an object trusted by its record may be the damaged one
             self.store.note_decoding(digest)
             return tensor
         except (ObjectMissing, ObjectCorrupt) as exc:

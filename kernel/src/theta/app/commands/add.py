@@ -37,8 +37,10 @@ def _tracked_path(repo: Repo, given: str) -> str:
     from theta.app.tracking import work_tree_path
 
     path = work_tree_path(repo, given)
-    if not Path(given).is_file():
+    if not Path(given).exists():
         raise ThetaError(f"{given}: no such file")
+    if not Path(given).is_file():
+        raise ThetaError(f"{given}: not a file: name each checkpoint to squash")
     if not repo.tracked_paths([given]):
         raise ThetaError(f"{given}: not tracked with Theta: `git theta track` a pattern that matches it first")
     return path

@@ -55,6 +55,7 @@ def decoded(form: str, array: np.ndarray, numel: int) -> np.ndarray:
 def _set_bits(bitmap: np.ndarray) -> np.ndarray:
     """The positions of the set bits, found from the nonzero bytes: an index of a few percent of
     the elements is read without unpacking one byte per element."""
-    occupied = np.flatnonzero(bitmap)
-    rows, bits = np.nonzero(np.unpackbits(bitmap[occupied]).reshape(-1, 8))
+    flat = bitmap.reshape(-1)
+    occupied = np.flatnonzero(flat)
+    rows, bits = np.nonzero(np.unpackbits(flat[occupied]).reshape(-1, 8))
     return occupied[rows] * 8 + bits
