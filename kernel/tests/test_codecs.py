@@ -225,20 +225,31 @@ def test_a_tensor_stored_here_is_rebuilt_without_hashing_while_its_object_is_unc
     assert hashed == [1]
 
 
+def _flip_a_byte(path: Path, later_by_ns: int) -> None:
+    """Damage the file in place (same inode and size), its modification time moved by `later_by_ns`."""
+    before = path.stat()
+    path.chmod(0o644)
+    with open(path, "r+b") as f:
+        f.seek(before.st_size // 2)
+        byte = f.read(1)[0]
+        f.seek(before.st_size // 2)
+        f.write(bytes([byte ^ 0xFF]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + later_by_ns))
+
+
+def _assert_refused_and_removed(tmp_path: Path, entry, name: str, damaged: Path) -> None:
+    with pytest.raises(ObjectCorrupt):
+        _later_process(tmp_path)[0].load(entry, "model.safetensors", name)
+    assert not damaged.exists()  # removed, so that a fetch can bring a good copy
+
+
 def test_an_object_changed_since_it_was_stored_is_checked_again_and_refused(tmp_path: Path) -> None:
     params, store = _later_process(tmp_path)
     metadata = clean(Cleaner(default_manager().registry, params), safetensors({"w": weights((512, 512))}), [])
     entry = metadata.parameters["w"]
     path = store.path(entry.steps[0].objects["value"].oid)
-    before = path.stat()
-    damaged = bytearray(path.read_bytes())
-    damaged[len(damaged) // 2] ^= 0xFF
-    path.chmod(0o644)
-    path.write_bytes(bytes(damaged))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
-    with pytest.raises(ObjectCorrupt):
-        _later_process(tmp_path)[0].load(entry, "model.safetensors", "w")
-    assert not path.exists()  # removed, so that a fetch can bring a good copy
+    _flip_a_byte(path, later_by_ns=1_000_000)
+    _assert_refused_and_removed(tmp_path, entry, "w", path)
 
 
 def test_a_chain_first_rebuilt_from_fetched_objects_is_hashed_once(
@@ -297,16 +308,8 @@ def test_a_downloaded_object_damaged_in_place_is_found_and_removed(tmp_path: Pat
     entry, _, store = _downloaded_chain(tmp_path)
     record = entry.steps[1].objects["flips"]
     path = store.path(record.oid)
-    before = path.stat()
-    damaged = bytearray(path.read_bytes())
-    damaged[len(damaged) // 2] ^= 0x01
-    path.chmod(0o644)
-    with open(path, "r+b") as f:  # the same inode, size and modification time: the record cannot tell
-        f.write(bytes(damaged))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    with pytest.raises(ObjectCorrupt):
-        _later_process(tmp_path)[0].load(entry, "model.safetensors", "u")
-    assert not path.exists()  # removed, so that a fetch can bring a good copy
+    _flip_a_byte(path, later_by_ns=0)  # the same inode, size and modification time: the record cannot tell
+    _assert_refused_and_removed(tmp_path, entry, "u", path)
 
 
 def test_objects_git_lfs_checked_as_it_downloaded_them_are_not_hashed_again(
