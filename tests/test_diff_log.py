@@ -54,6 +54,7 @@ def test_counts_updates_and_storage_per_commit(repo: GitRepo) -> None:
     text = repo.theta("log", "-n", "1").stdout.splitlines()
     assert text[0].endswith("v2") and text[1].strip().startswith(f"{MODEL}: 1 changed, 0 added, 1 removed; updates:")
     assert repo.theta("log", "other.safetensors").stdout == ""
+    assert repo.theta("log", "-n", "-1").stdout == repo.theta("log").stdout  # as git log: no limit
 
 
 def test_merged_parameters_show_their_strategy(repo: GitRepo) -> None:

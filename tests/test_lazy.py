@@ -92,6 +92,11 @@ def test_fetch_a_revision_in_a_no_checkout_clone(pushed: GitRepo, remote: Path, 
     result = bare.theta("fetch", "HEAD~1")
     assert "fetched" in result.stderr
     assert stored_objects(bare) == all_oids(json.loads(bare.blob(f"HEAD~1:{MODEL}")))
+    wrong = bare.theta("fetch", "HEAD", "nosuch.safetensors", check=False)
+    assert wrong.returncode == 1
+    assert wrong.stderr == (
+        "theta: error: nosuch.safetensors: no file Theta tracks there at HEAD (`git theta ls-files` lists them)\n"
+    )
 
 
 def test_fetch_names_what_did_not_arrive(pushed: GitRepo, remote: Path, tmp_path: Path) -> None:

@@ -169,6 +169,10 @@ def fetch(repo: Repo, rev: str, paths: list[str], params: list[str] | None = Non
         wanted[path] = (oid, chain_objects(metadata, names))
     if params and not wanted:
         raise ThetaError(f"no parameter of a tracked file at {rev} matches {', '.join(repr(p) for p in params)}")
+    for given in paths if not params else ():
+        prefix = given.strip("/")
+        if not any(path == prefix or path.startswith(prefix + "/") for path in wanted):
+            raise ThetaError(f"{given}: no file Theta tracks there at {rev} (`git theta ls-files` lists them)")
     missing: dict[str, int] = {}
     for _, objects in wanted.values():
         missing.update({oid: size for oid, (size, _) in objects.items() if not store.has(oid)})

@@ -68,7 +68,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         entries = history(repo, args.rev, args.paths)
     finally:
         repo.close()
-    if args.max_count is not None:
+    if args.max_count is not None and args.max_count >= 0:  # as git log, a negative count is no limit
         entries = entries[: args.max_count]
     for entry in entries:
         if args.json:
