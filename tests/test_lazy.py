@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from diff_samples import version_two as make_v2
 from safetensors.numpy import save
 
 import theta
-from theta.testing import GitRepo, clone
+from theta.testing import GitRepo, clone, git_theta_command
 
 
 def stored_objects(repo: GitRepo) -> set[str]:
@@ -97,6 +98,12 @@ def test_fetch_a_revision_in_a_no_checkout_clone(pushed: GitRepo, remote: Path, 
     assert wrong.stderr == (
         "theta: error: nosuch.safetensors: no file Theta tracks there at HEAD (`git theta ls-files` lists them)\n"
     )
+    (bare.path / "notes").mkdir()
+    here = subprocess.run(  # a path from a subdirectory, as git names it there
+        [git_theta_command(), "fetch", "HEAD", f"../{MODEL}"], cwd=bare.path / "notes", env=bare.env,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert here.returncode == 0 and "for 1 file(s) at HEAD" in here.stderr, here.stderr
 
 
 def test_fetch_names_what_did_not_arrive(pushed: GitRepo, remote: Path, tmp_path: Path) -> None:

@@ -152,7 +152,9 @@ def fetch(repo: Repo, rev: str, paths: list[str], params: list[str] | None = Non
 
     commit = verify_revision(repo, rev)
     store = ObjectStore(repo.lfs_dir, repo.keep_dir)
-    listing = repo.git("ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
+    named = {given: work_tree_path(repo, given) for given in paths}  # as the tree names them, from its top
+    everything = "." in named.values()
+    listing = repo.git("ls-tree", "-r", "-z", "--full-tree", commit, "--", *([] if everything else named.values()))
     entries = [(meta.split()[2], path) for meta, path in (line.split("\t", 1) for line in listing.split("\0") if line)]
     attributes = attributes_at(repo, commit, [path for _, path in entries], "filter")
     pick = selector(params) if params else None
@@ -169,8 +171,7 @@ def fetch(repo: Repo, rev: str, paths: list[str], params: list[str] | None = Non
         wanted[path] = (oid, chain_objects(metadata, names))
     if params and not wanted:
         raise ThetaError(f"no parameter of a tracked file at {rev} matches {', '.join(repr(p) for p in params)}")
-    for given in paths if not params else ():
-        prefix = given.strip("/")
+    for given, prefix in named.items() if not (params or everything) else ():
         if not any(path == prefix or path.startswith(prefix + "/") for path in wanted):
             raise ThetaError(f"{given}: no file Theta tracks there at {rev} (`git theta ls-files` lists them)")
     missing: dict[str, int] = {}
