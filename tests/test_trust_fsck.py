@@ -10,7 +10,7 @@ from pathlib import Path
 from sample_models import edited
 from test_trust_objects import MODEL, NAME, committed, corrupt, local_names, object_path, sound
 
-from theta.testing import GitRepo, clone
+from theta.testing import GitRepo, clone, git_theta_command
 
 
 def all_objects(repo: GitRepo) -> set[str]:
@@ -57,6 +57,17 @@ def test_repair_rebuilds_from_the_work_tree_what_the_remote_lacks(repo: GitRepo,
     result = repo.theta("fsck", check=False)
     assert result.returncode == 1 and "missing" in result.stdout and "git add model.safetensors" in result.stdout
     repo.theta("fsck", "--repair")
+    assert all(sound(p) for p in local_names(repo, oid))
+
+
+def test_repair_from_a_subdirectory_rebuilds_from_the_whole_work_tree(repo: GitRepo, v1: bytes) -> None:
+    oid = committed(repo, v1)  # never pushed
+    for path in local_names(repo, oid):
+        path.unlink()
+    (repo.path / "notes").mkdir()
+    subprocess.run(
+        [git_theta_command(), "fsck", "--repair"], cwd=repo.path / "notes", env=repo.env, capture_output=True
+    )
     assert all(sound(p) for p in local_names(repo, oid))
 
 

@@ -263,7 +263,7 @@ def rebuild_from_work_tree(session: Session, needed: Needed, oids: set[str]) -> 
             wanted.setdefault(param.hash.removeprefix(HASH_PREFIX), []).append(record)
     rebuilt: set[str] = set()
     top = session.repo.top_level
-    for path in tracked_files(session.repo) if wanted else []:
+    for path in tracked_files(Repo(top)) if wanted else []:  # every tracked file, wherever fsck runs
         file = top / path
         if not file.is_file():
             continue
