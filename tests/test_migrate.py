@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from sample_models import checkpoint_bytes, edited, make_model
 
-from theta.testing import GitRepo, clone
+from theta.testing import GitRepo, clone, git_theta_command
 
 MODEL = "models/model.safetensors"
 DATA = "table.dat"
@@ -44,6 +45,14 @@ def test_track_warns_when_git_lfs_has_the_pattern(lfs_repo: GitRepo, v1: bytes) 
     lfs_repo.write(MODEL, edited(v1, "layers.0.attn.weight"))
     lfs_repo.git("add", MODEL)
     assert json.loads(lfs_repo.blob(f":{MODEL}"))["format"] == "safetensors", "a changed file is Theta's"
+
+
+def test_track_from_a_subdirectory_finds_the_pointers_its_pattern_matches(lfs_repo: GitRepo) -> None:
+    result = subprocess.run(
+        [git_theta_command(), "track", "models/*.safetensors"],
+        cwd=lfs_repo.path / "models", env=lfs_repo.env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert f"1 file(s) are still committed as Git LFS pointers ({MODEL})" in result.stderr
 
 
 def test_migrate_converts_the_working_tree_and_keeps_history(

@@ -80,10 +80,14 @@ def matching(repo: Repo, pattern: str) -> list[str]:
 def lfs_pointer_files(repo: Repo, pattern: str | None = None) -> list[str]:
     """Files Theta tracks (those `pattern` matches) whose staged content is still a Git LFS pointer."""
     found = []
-    for path in repo.tracked_paths(matching(repo, pattern)) if pattern else tracked_files(repo):
-        blob = repo.read_blob(f":{path}")
-        if blob is not None and blob.startswith(LFS_POINTER_START):
-            found.append(path)
+    top = Repo(repo.top_level)  # names from the top of the work tree, wherever this runs
+    try:
+        for path in top.tracked_paths(matching(top, pattern)) if pattern else tracked_files(top):
+            blob = top.read_blob(f":{path}")
+            if blob is not None and blob.startswith(LFS_POINTER_START):
+                found.append(path)
+    finally:
+        top.close()
     return found
 
 
