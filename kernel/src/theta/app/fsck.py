@@ -21,7 +21,7 @@ from pathlib import Path
 
 from attrs import frozen
 
-from theta.app.tracking import tracked_files
+from theta.app.tracking import at_top, tracked_files
 from theta.checkpoints import choose_format
 from theta.errors import ThetaError
 from theta.formats import open_file_source
@@ -263,7 +263,9 @@ def rebuild_from_work_tree(session: Session, needed: Needed, oids: set[str]) -> 
             wanted.setdefault(param.hash.removeprefix(HASH_PREFIX), []).append(record)
     rebuilt: set[str] = set()
     top = session.repo.top_level
-    for path in tracked_files(Repo(top)) if wanted else []:  # every tracked file, wherever fsck runs
+    with at_top(session.repo) as from_top:
+        paths = tracked_files(from_top) if wanted else []  # every tracked file, wherever fsck runs
+    for path in paths:
         file = top / path
         if not file.is_file():
             continue

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from theta.errors import ThetaError
@@ -80,14 +81,11 @@ def matching(repo: Repo, pattern: str) -> list[str]:
 def lfs_pointer_files(repo: Repo, pattern: str | None = None) -> list[str]:
     """Files Theta tracks (those `pattern` matches) whose staged content is still a Git LFS pointer."""
     found = []
-    top = Repo(repo.top_level)  # names from the top of the work tree, wherever this runs
-    try:
+    with at_top(repo) as top:
         for path in top.tracked_paths(matching(top, pattern)) if pattern else tracked_files(top):
             blob = top.read_blob(f":{path}")
             if blob is not None and blob.startswith(LFS_POINTER_START):
                 found.append(path)
-    finally:
-        top.close()
     return found
 
 
@@ -133,6 +131,16 @@ def tracked_files(repo: Repo, pathspecs: Sequence[str] = ()) -> list[str]:
     current directory."""
     paths = [p for p in repo.git("ls-files", "-z", "--", *pathspecs).split("\0") if p]
     return repo.tracked_paths(paths)
+
+
+@contextlib.contextmanager
+def at_top(repo: Repo) -> Iterator[Repo]:
+    """The repository run from the top of its work tree, so that git names every file from there."""
+    top = Repo(repo.top_level)
+    try:
+        yield top
+    finally:
+        top.close()
 
 
 def work_tree_path(repo: Repo, given: str) -> str:

@@ -116,10 +116,8 @@ class ParameterStore:
                     recheck = True  # a file damaged in place: the checked reading below finds it and removes it
             try:
                 tensor = self._load(param, recheck)
-            except (ObjectMissing, ObjectCorrupt):
-                raise  # a damaged copy found is removed already
-            except ThetaError:
-                if recheck:
+            except ThetaError as exc:
+                if recheck or isinstance(exc, (ObjectMissing, ObjectCorrupt)):  # a damaged copy found is gone already
                     raise
                 tensor = self._load(param, recheck=True)  # an object trusted by its record may be the damaged one
             self.store.note_decoding(digest)

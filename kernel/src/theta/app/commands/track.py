@@ -13,7 +13,7 @@ from theta.git.repo import Repo
 
 def cmd_track(args: argparse.Namespace) -> int:
     from theta.app.hooks import ensure_repo_hooks
-    from theta.app.tracking import check_pattern, track
+    from theta.app.tracking import track
 
     repo = Repo()
     if args.format:
@@ -22,11 +22,9 @@ def cmd_track(args: argparse.Namespace) -> int:
         default_manager().registry.format(args.format)
     from theta.app.tracking import huggingface_patterns, lfs_warnings
 
-    if args.pattern is not None and args.huggingface is None:
-        check_pattern(args.pattern)
     if (args.pattern is None) == (args.huggingface is None):
         raise ThetaError("give a PATTERN or --huggingface DIR")
-    patterns = [args.pattern] if args.pattern else huggingface_patterns(repo, Path(args.huggingface))
+    patterns = [args.pattern] if args.pattern is not None else huggingface_patterns(repo, Path(args.huggingface))
     for pattern in patterns:
         changed = track(repo, pattern, args.format)
         print(f"theta: {'tracking' if changed else 'already tracking'} {pattern!r}")
