@@ -174,6 +174,7 @@ def measure(tool: str, root: Path, v1: Path, v2: Path, sums: tuple[str, str]) ->
     if sha256_file(copy / MODEL) != sums[1]:
         raise RuntimeError(f"{tool}: the clone's checkout is not v2")
     for key, rev, expected in (("checkout v1", "HEAD~1", sums[0]), ("checkout v2", "main", sums[1])):
+        ws.settle(copy)
         r[key] = ws.git("checkout", "-q", rev, cwd=copy)
         if sha256_file(copy / MODEL) != expected:
             raise RuntimeError(f"{tool}: `git checkout {rev}` did not give back the committed file")

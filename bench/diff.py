@@ -57,6 +57,7 @@ def measure_diff(root: Path, v1: Path, v2: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     lfs = Workspace(root / "lfs", "lfs")
     two_commits(lfs, v1, v2)
+    lfs.settle()
     out["git-lfs checkout of v1"] = lfs.git("checkout", "-q", "HEAD~1")
     lfs.cleanup()
     theta = Workspace(root / "theta", "theta")

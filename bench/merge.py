@@ -64,6 +64,7 @@ def lfs_checkout(root: Path, base: Path, ours: Path) -> float:
     ws = Workspace(root, "lfs")
     commit(ws, base, "base")
     commit(ws, ours, "ours")
+    ws.settle()
     drop_page_cache_hint()
     seconds = ws.git("checkout", "-q", "HEAD~1")
     ws.cleanup()
@@ -81,6 +82,7 @@ def theta_merge(root: Path, base: Path, ours: Path, theirs: Path, density: float
     commit(ws, theirs, "theirs")
     ws.git("checkout", "-q", "main")
     commit(ws, ours, "ours")
+    ws.settle()
     drop_page_cache_hint()
     start = time.perf_counter()
     proc = subprocess.run(

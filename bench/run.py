@@ -45,7 +45,9 @@ def measure(tool: str, root: Path, v1: Path, v2: Path) -> dict[str, float]:
     r["add v2"] = ws.git("add", MODEL)
     ws.git("commit", "-q", "-m", "v2")
     r["new bytes v2"] = ws.lfs_bytes() - bytes_v1
+    ws.settle()
     r["checkout v1"] = ws.git("checkout", "-q", "HEAD~1")
+    ws.settle()
     r["checkout v2"] = ws.git("checkout", "-q", "main")
     ws.git("push", "-q", "origin", "main")
     r["clone"] = ws.clone("clone")

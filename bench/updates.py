@@ -162,6 +162,7 @@ def chosen_updates(ws: Workspace) -> tuple[Counter[str], Counter[int]]:
 def checkout_seconds(ws: Workspace, start: str, target: str, expected: str) -> float:
     """Time `git checkout target` from `start`, and check the file git wrote."""
     ws.git("checkout", "-q", start)
+    ws.settle()
     seconds = ws.git("checkout", "-q", target)
     if sha256_file(ws.work / MODEL) != expected:
         raise RuntimeError(f"{ws.tool}: checkout of {target} did not give back the committed file")
