@@ -22,7 +22,6 @@ from typing import Any
 
 import cattrs
 from attrs import field, frozen
-from cattrs.gen import make_dict_structure_fn
 
 from theta import catalog
 from theta.errors import SpecError, ThetaError
@@ -80,21 +79,10 @@ def _options_table(value: Any, _: type) -> dict[str, Any]:
 
 
 def _make_converter() -> cattrs.Converter:
-    converter = make_converter()
+    converter = make_converter(mapping="a table")
     converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _strings)
     converter.register_structure_hook_func(lambda t: t == dict[str, Any], _options_table)
-    for table in (StrategySpec, RuleSpec):
-        converter.register_structure_hook(table, _table(make_dict_structure_fn(table, converter)))
     return converter
-
-
-def _table(structure_fields: Any) -> Any:
-    def check(value: Any, type_: type) -> Any:
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a table, got {value!r}")
-        return structure_fields(value, type_)
-
-    return check
 
 
 _converter = _make_converter()
