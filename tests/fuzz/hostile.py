@@ -178,6 +178,26 @@ def pktline_lies() -> bytes:
     return b"zzzz" + b"0003" + b"ffff" + b"ab"
 
 
+def keras_archive_offset_before_start() -> bytes:
+    """The seed .keras archive with four bytes inserted into its end record: the weights member's
+    offset then comes out negative (found by the format fuzz test)."""
+    data = (CORPUS / "seed.keras").read_bytes()
+    return data[:-6] + b"\x83" * 4 + data[-6:]
+
+
+def keras_archive_unknown_version() -> bytes:
+    """The seed .keras archive whose first member needs zip version 20.0 to extract."""
+    data = bytearray((CORPUS / "seed.keras").read_bytes())
+    data[data.index(b"PK\x01\x02") + 6] = 200
+    return bytes(data)
+
+
+def keras_h5_name_not_utf8() -> bytes:
+    """The seed Keras weights file with a group name made invalid UTF-8 (found by the format fuzz test)."""
+    data = (CORPUS / "seed.weights.h5").read_bytes()
+    return data.replace(b"layers\x00", b"laye\xc9s\x00", 1)
+
+
 CORPUS_FILES: dict[str, Callable[[], bytes]] = {
     "safetensors-claims-4GiB.safetensors": safetensors_claiming,
     "safetensors-header-claims-100MiB.safetensors": safetensors_huge_header,
@@ -193,6 +213,9 @@ CORPUS_FILES: dict[str, Callable[[], bytes]] = {
         metadata({"w": zstd_claim(ZERO_OID, 32_000, 1 << 38)})
     ).encode(),
     "pktline-lies.bin": pktline_lies,
+    "keras-offset-before-start.keras": keras_archive_offset_before_start,
+    "keras-h5-name-not-utf8.weights.h5": keras_h5_name_not_utf8,
+    "keras-unknown-zip-version.keras": keras_archive_unknown_version,
 }
 
 

@@ -156,6 +156,9 @@ HOSTILE = {
     "safetensors-deep-header.safetensors": "safetensors",
     "torch-build-on-placeholder.pt": "pytorch",
     "torch-deflate-bomb-64MiB.pt": "pytorch",
+    "keras-offset-before-start.keras": "keras",
+    "keras-h5-name-not-utf8.weights.h5": "keras-h5",
+    "keras-unknown-zip-version.keras": "keras",
 }
 
 

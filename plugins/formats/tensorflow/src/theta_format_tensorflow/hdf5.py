@@ -61,9 +61,11 @@ def regions_of(file: h5py.File, base: int = 0) -> list[Region]:
     """Every contiguous numeric dataset of `file`, its offset shifted by `base`."""
     found: list[Region] = []
 
-    def visit(name: str, obj: Any) -> None:
+    def visit(name: str | bytes, obj: Any) -> None:
         if not isinstance(obj, _h5py().Dataset):
             return
+        if isinstance(name, bytes):  # h5py gives a name that is not UTF-8 as bytes
+            raise ValueError(f"the dataset name {name!r} is not UTF-8")
         kind = theta_dtype(obj)
         offset = obj.id.get_offset()
         if kind is None or offset is None or obj.shape is None:

@@ -80,7 +80,7 @@ def _locate_weights(file: BinaryIO, path: str) -> dict[str, Any]:
         names = archive.namelist()
         info = archive.getinfo(WEIGHTS) if WEIGHTS in names else None
         start_dir = archive.start_dir  # type: ignore[attr-defined]
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:  # the last: a zip version too new
         raise FormatError(f"{path}: not a readable zip archive ({exc}); the file may be truncated") from None
     if info is None:
         raise FormatError(
@@ -92,6 +92,8 @@ def _locate_weights(file: BinaryIO, path: str) -> dict[str, Any]:
             f"{path}: {WEIGHTS} is compressed inside the archive; only stored (uncompressed) weights"
             " members, as Keras writes them, can be tracked per parameter"
         )
+    if info.header_offset < 0:  # a damaged central directory can point before the file's start
+        raise FormatError(f"{path}: damaged zip archive: {WEIGHTS} is said to start at byte {info.header_offset}")
     file.seek(info.header_offset)
     local = file.read(30)
     if len(local) != 30 or not local.startswith(LOCAL_SIGNATURE):
