@@ -15,12 +15,15 @@ and in a bfloat16 variant; then v2, one of:
              (a full fine-tune).
 
 bfloat16 versions are the float32 ones rounded, v2 computed from v1's bfloat16 values. For each
-size, dtype, kind and tool, in a fresh repository with an isolated HOME and a bare remote
-(file://): `git add` of v1, then of v2 (with the bytes each added under .git/lfs/objects), a
-push, a fresh clone (its seconds and the bytes it downloaded), then in the clone `git checkout`
-of v1 (from v2) and of v2 again (from v1); each checkout's file is checked against the version.
-Times are wall seconds of the git command, the median of `--repeat` runs (the tools alternate
-which goes first); ratios are Theta / Git LFS. Memory is the Theta filter process's peak RSS
+size, dtype and kind, both tools in fresh repositories side by side (isolated HOMEs, bare
+remotes over file://), each step timed for one tool and then the other: `git add` of v1, then
+of v2 (with the bytes each added under .git/lfs/objects), a push, a fresh clone (its seconds
+and the bytes it downloaded), then in the clone `git checkout` of v1 (from v2; git-lfs
+downloads v1 here), and `--rounds` times v2 (from v1) with v1 again between; each checkout's
+file is checked against the version. Every timed command starts after `sync`, and a checkout
+on a settled index (`Workspace.settle`). Times are wall seconds of the git command, the median
+of the rounds and of `--repeat` runs (the tools alternate which goes first); ratios are
+Theta / Git LFS. Memory is the Theta filter process's peak RSS
 over every command of the run (THETA_TRACE=1), against 300 MiB plus 3x the largest tensor.
 Writes markdown to stdout and bench/results/commit.md.
 """
@@ -30,12 +33,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import os
 import shutil
 import statistics
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +57,7 @@ LABELS = {
     "full": "every tensor changed (a full fine-tune)",
 }
 DTYPES = ("float32", "bfloat16")
-STEPS = ("add v1", "add v2", "clone", "checkout v1", "checkout v2")
+STEPS = ("add v1", "add v2", "clone", "checkout v1", "checkout v2", "checkout v1 again")
 BUDGET_MIB, BUDGET_TENSORS = 300, 3
 MOSTLY_UNCHANGED = ("two", "low-rank")  # kinds whose changed tensors are under half the bytes
 
@@ -154,32 +159,75 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def measure(tool: str, root: Path, v1: Path, v2: Path, sums: tuple[str, str]) -> dict[str, float]:
-    ws = Workspace(root / tool, tool)
-    r: dict[str, float] = {}
-    shutil.copyfile(v1, ws.work / MODEL)
-    r["add v1"] = ws.git("add", MODEL)
-    ws.git("commit", "-q", "-m", "v1")
-    r["stored v1"] = ws.lfs_bytes()
-    shutil.copyfile(v2, ws.work / MODEL)
-    ws.peaks.clear()
-    r["add v2"] = ws.git("add", MODEL)
-    r["peak add v2"] = max(ws.peaks, default=0)
-    ws.git("commit", "-q", "-m", "v2")
-    r["stored v2"] = ws.lfs_bytes() - r["stored v1"]
-    ws.git("push", "-q", "origin", "main")
-    r["clone"] = ws.clone("clone")
-    copy = ws.root / "clone"
-    r["downloaded"] = ws.lfs_bytes(copy / ".git")
-    if sha256_file(copy / MODEL) != sums[1]:
-        raise RuntimeError(f"{tool}: the clone's checkout is not v2")
-    for key, rev, expected in (("checkout v1", "HEAD~1", sums[0]), ("checkout v2", "main", sums[1])):
-        ws.settle(copy)
-        r[key] = ws.git("checkout", "-q", rev, cwd=copy)
-        if sha256_file(copy / MODEL) != expected:
-            raise RuntimeError(f"{tool}: `git checkout {rev}` did not give back the committed file")
-    r["peak"] = max(ws.peaks, default=0)
-    ws.cleanup()
+def timed(ws: Workspace, *args: str, cwd: Path | None = None, settle: bool = True) -> float:
+    """A git command's wall seconds, started with no dirty pages left to write and (`settle`) on a
+    settled index. Not settled before an add: refreshing the index would clean the changed file.
+
+    A checkout writes the whole checkpoint; without `sync` the kernel writes it back during the
+    next timed command, which then pays for it."""
+    if settle:
+        ws.settle(cwd)
+    os.sync()
+    return ws.git(*args, cwd=cwd)
+
+
+def measure(
+    root: Path, v1: Path, v2: Path, sums: tuple[str, str], rounds: int, lfs_first: bool
+) -> dict[str, dict[str, float]]:
+    """Both tools' figures, each step timed for one tool and then the other (`lfs_first` says
+    which goes first) in repositories side by side, so a slow moment of the machine falls on
+    one step of both rather than on every step of one."""
+    tools = ("lfs", "theta") if lfs_first else ("theta", "lfs")
+    spaces = {tool: Workspace(root / tool, tool) for tool in tools}
+    r: dict[str, dict[str, float]] = {tool: {} for tool in tools}
+
+    def each(step: str, action: Callable[[Workspace], float]) -> None:
+        for tool in tools:
+            r[tool][step] = action(spaces[tool])
+
+    def add(ws: Workspace, source: Path, label: str) -> float:
+        shutil.copyfile(source, ws.work / MODEL)
+        before, seen = ws.lfs_bytes(), len(ws.peaks)
+        seconds = timed(ws, "add", MODEL, settle=False)
+        r[ws.tool][f"peak add {label}"] = max(ws.peaks[seen:], default=0)
+        ws.git("commit", "-q", "-m", label)
+        r[ws.tool][f"stored {label}"] = ws.lfs_bytes() - before
+        return seconds
+
+    def checkout(ws: Workspace, rev: str, expected: str) -> float:
+        seconds = timed(ws, "checkout", "-q", rev, cwd=ws.root / "clone")
+        if sha256_file(ws.root / "clone" / MODEL) != expected:
+            raise RuntimeError(f"{ws.tool}: `git checkout {rev}` did not give back the committed file")
+        return seconds
+
+    def clone(ws: Workspace) -> float:
+        ws.git("push", "-q", "origin", "main")
+        os.sync()
+        seconds = ws.clone("clone")
+        r[ws.tool]["downloaded"] = ws.lfs_bytes(ws.root / "clone" / ".git")
+        if sha256_file(ws.root / "clone" / MODEL) != sums[1]:
+            raise RuntimeError(f"{ws.tool}: the clone's checkout is not v2")
+        return seconds
+
+    each("add v1", lambda ws: add(ws, v1, "v1"))
+    each("add v2", lambda ws: add(ws, v2, "v2"))
+    each("clone", clone)
+    each("checkout v1", lambda ws: checkout(ws, "HEAD~1", sums[0]))
+    again: dict[str, list[float]] = {tool: [] for tool in tools}
+    back: dict[str, list[float]] = {tool: [] for tool in tools}
+    for i in range(rounds):
+        each("checkout v2", lambda ws: checkout(ws, "main", sums[1]))
+        for tool in tools:
+            back[tool].append(r[tool]["checkout v2"])
+        if i + 1 < rounds:
+            each("checkout v1 again", lambda ws: checkout(ws, "HEAD~1", sums[0]))
+            for tool in tools:
+                again[tool].append(r[tool]["checkout v1 again"])
+    for tool in tools:
+        r[tool]["checkout v2"] = statistics.median(back[tool])
+        r[tool]["checkout v1 again"] = statistics.median(again[tool]) if again[tool] else math.nan
+        r[tool]["peak"] = max(spaces[tool].peaks, default=0)
+        spaces[tool].cleanup()
     return r
 
 
@@ -197,7 +245,7 @@ def share(n: float, size: int) -> str:
 def targets(kind: str, dtype: str) -> dict[str, float]:
     """The ratio to Git LFS each row may reach (None where there is none)."""
     out = {"add v1": 0.6, "add v2": 0.6 if kind in MOSTLY_UNCHANGED else 1.0, "clone": 1.0,
-           "checkout v1": 1.0, "checkout v2": 1.0, "downloaded": 1.0}  # fmt: skip
+           "checkout v1": 1.0, "checkout v2": 1.0, "checkout v1 again": 1.0, "downloaded": 1.0}  # fmt: skip
     dense = 0.9 if dtype == "float32" else 0.75
     out["stored v1"] = dense
     out["stored v2"] = dense if kind == "full" else 1.0 if kind == "two" else 0.05
@@ -216,8 +264,11 @@ def table(
     header = ["step"] + [f"{d} {c}" for d in results for c in ("git-lfs", "theta", "theta / git-lfs")]
     rows = []
     for key in (*STEPS, "stored v1", "stored v2", "downloaded"):
+        if any(math.isnan(by_tool[tool][key]) for by_tool in results.values() for tool in by_tool):
+            continue  # one checkout round: no second checkout of v1
         row = [
-            {"clone": "fresh clone", "checkout v1": "checkout v1 (from v2)", "checkout v2": "checkout v2 (from v1)",
+            {"clone": "fresh clone", "checkout v1": "checkout v1 (from v2, first)",
+             "checkout v2": "checkout v2 (from v1)", "checkout v1 again": "checkout v1 (from v2, again)",
              "stored v1": "new bytes, v1", "stored v2": "new bytes, v2", "downloaded": "bytes a clone downloads"
              }.get(key, key) + ("" if key.startswith(("stored", "downloaded")) else " (s)")
         ]  # fmt: skip
@@ -246,6 +297,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool; the median is reported")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="checkouts of v2 (from v1) per run, with v1 again between; the median"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "commit.md")
     args = parser.parse_args()
     sections = []
@@ -275,8 +329,9 @@ def main() -> None:
                     v2_sum = write(v2, shapes, dtype, version(shapes, dtype, kind))
                     runs: dict[str, list[dict[str, float]]] = {"lfs": [], "theta": []}
                     for i in range(args.repeat):
-                        for tool in ("lfs", "theta") if i % 2 == 0 else ("theta", "lfs"):
-                            runs[tool].append(measure(tool, root / f"{kind}{i}", v1, v2, (v1_sum, v2_sum)))
+                        both = measure(root / f"{kind}{i}", v1, v2, (v1_sum, v2_sum), args.rounds, i % 2 == 0)
+                        for tool, figures in both.items():
+                            runs[tool].append(figures)
                     results[dtype] = {tool: median_of(r) for tool, r in runs.items()}
                     v2.unlink()
                 section = f"#### {size_mib} MiB, v2: {LABELS[kind]}\n\n" + table(kind, results, size, largest)
@@ -284,7 +339,7 @@ def main() -> None:
                 print(section + "\n", flush=True)
     command = "PATH=\"$PWD/.venv/bin:$PATH\" .venv/bin/python bench/commit.py " + " ".join(
         [f"--sizes {' '.join(map(str, args.sizes))}", f"--kinds {' '.join(args.kinds)}",
-         f"--dtypes {' '.join(args.dtypes)}", f"--repeat {args.repeat}"]
+         f"--dtypes {' '.join(args.dtypes)}", f"--repeat {args.repeat}", f"--rounds {args.rounds}"]
     )  # fmt: skip
     footer = f"Reproduce: `{command}` ({time.perf_counter() - started:.0f} s for this run)."
     args.out.parent.mkdir(parents=True, exist_ok=True)
