@@ -200,8 +200,12 @@ def measure(
             raise RuntimeError(f"{ws.tool}: `git checkout {rev}` did not give back the committed file")
         return seconds
 
+    def push(ws: Workspace) -> float:
+        seconds = ws.git("push", "-q", "origin", "main")
+        shutil.rmtree(ws.work)  # both tools' repositories side by side: keep only what the clones need
+        return seconds
+
     def clone(ws: Workspace) -> float:
-        ws.git("push", "-q", "origin", "main")
         os.sync()
         seconds = ws.clone("clone")
         r[ws.tool]["downloaded"] = ws.lfs_bytes(ws.root / "clone" / ".git")
@@ -211,6 +215,7 @@ def measure(
 
     each("add v1", lambda ws: add(ws, v1, "v1"))
     each("add v2", lambda ws: add(ws, v2, "v2"))
+    each("push", push)
     each("clone", clone)
     each("checkout v1", lambda ws: checkout(ws, "HEAD~1", sums[0]))
     again: dict[str, list[float]] = {tool: [] for tool in tools}
@@ -229,6 +234,22 @@ def measure(
         r[tool]["peak"] = max(spaces[tool].peaks, default=0)
         spaces[tool].cleanup()
     return r
+
+
+# Both tools side by side hold at most about this many copies of the checkpoint at once: each a
+# remote with v1 and v2, and a clone with its file and both versions' objects.
+COPIES_AT_ONCE = 10
+
+
+def check_space(root: Path, checkpoint_bytes: int) -> None:
+    """Stop before starting when the disk cannot hold a run (the sources, then both tools' repositories)."""
+    need = (COPIES_AT_ONCE + 3) * checkpoint_bytes
+    free = shutil.disk_usage(root).free
+    if free < need:
+        raise SystemExit(
+            f"bench/commit.py: {mib(checkpoint_bytes)} checkpoints need about {mib(need)} free in {root.parent},"
+            f" which has {mib(free)}; point TMPDIR at a larger disk, or pass smaller --sizes"
+        )
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -308,6 +329,7 @@ def main() -> None:
         shapes = transformer_shapes(size_mib * 2**20)
         with tempfile.TemporaryDirectory(prefix="theta-bench-commit-") as tmp:
             root = Path(tmp)
+            check_space(root, size_mib * 2**20)
             files: dict[str, tuple[Path, str]] = {}
             size, largest = {}, {}
             for dtype in args.dtypes:
