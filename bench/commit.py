@@ -323,6 +323,8 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "commit.md")
     args = parser.parse_args()
+    if args.rounds < 1 or args.repeat < 1:
+        parser.error("--rounds and --repeat need at least 1")
     sections = []
     started = time.perf_counter()
     for size_mib in args.sizes:
