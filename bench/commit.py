@@ -34,7 +34,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import shutil
 import statistics
 import struct
@@ -44,7 +43,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from common import Workspace, markdown_table, mib
+from common import Workspace, drop_page_cache_hint, markdown_table, mib
 from synthetic import transformer_shapes
 
 MODEL = "model.safetensors"
@@ -167,7 +166,7 @@ def timed(ws: Workspace, *args: str, cwd: Path | None = None, settle: bool = Tru
     next timed command, which then pays for it."""
     if settle:
         ws.settle(cwd)
-    os.sync()
+    drop_page_cache_hint()
     return ws.git(*args, cwd=cwd)
 
 
@@ -200,13 +199,8 @@ def measure(
             raise RuntimeError(f"{ws.tool}: `git checkout {rev}` did not give back the committed file")
         return seconds
 
-    def push(ws: Workspace) -> float:
-        seconds = ws.git("push", "-q", "origin", "main")
-        shutil.rmtree(ws.work)  # both tools' repositories side by side: keep only what the clones need
-        return seconds
-
     def clone(ws: Workspace) -> float:
-        os.sync()
+        drop_page_cache_hint()
         seconds = ws.clone("clone")
         r[ws.tool]["downloaded"] = ws.lfs_bytes(ws.root / "clone" / ".git")
         if sha256_file(ws.root / "clone" / MODEL) != sums[1]:
@@ -215,19 +209,19 @@ def measure(
 
     each("add v1", lambda ws: add(ws, v1, "v1"))
     each("add v2", lambda ws: add(ws, v2, "v2"))
-    each("push", push)
+    for ws in spaces.values():
+        ws.git("push", "-q", "origin", "main")
+        shutil.rmtree(ws.work)  # both tools' repositories side by side: keep only what the clones need
     each("clone", clone)
     each("checkout v1", lambda ws: checkout(ws, "HEAD~1", sums[0]))
-    again: dict[str, list[float]] = {tool: [] for tool in tools}
     back: dict[str, list[float]] = {tool: [] for tool in tools}
+    again: dict[str, list[float]] = {tool: [] for tool in tools}
     for i in range(rounds):
-        each("checkout v2", lambda ws: checkout(ws, "main", sums[1]))
         for tool in tools:
-            back[tool].append(r[tool]["checkout v2"])
+            back[tool].append(checkout(spaces[tool], "main", sums[1]))
         if i + 1 < rounds:
-            each("checkout v1 again", lambda ws: checkout(ws, "HEAD~1", sums[0]))
             for tool in tools:
-                again[tool].append(r[tool]["checkout v1 again"])
+                again[tool].append(checkout(spaces[tool], "HEAD~1", sums[0]))
     for tool in tools:
         r[tool]["checkout v2"] = statistics.median(back[tool])
         r[tool]["checkout v1 again"] = statistics.median(again[tool]) if again[tool] else math.nan

@@ -123,12 +123,10 @@ def main() -> None:
         for run in range(args.repeat):
             checkouts += lfs_checkouts(root / f"lfs{run}", base, ours)
             merges.append(theta_merge(root / f"theta{run}", base, ours, theirs, args.density))
-    checkout = statistics.median(checkouts)
-    merge = statistics.median(m["merge"] for m in merges)
-    driver = statistics.median(m["driver"] for m in merges)
+    merge_times, driver_times = [m["merge"] for m in merges], [m["driver"] for m in merges]
+    checkout, merge, driver = (statistics.median(t) for t in (checkouts, merge_times, driver_times))
     peak = max(m["peak"] for m in merges)
     budget = 300 + 4 * largest / 2**20
-    merge_times, driver_times = [m["merge"] for m in merges], [m["driver"] for m in merges]
     rows = [
         ["git-lfs checkout of the checkpoint", f"{checkout:.2f}", spread(checkouts), "", ""],
         [f"git merge (ties, density {args.density})", f"{merge:.2f}", spread(merge_times),
