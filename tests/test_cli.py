@@ -164,6 +164,37 @@ def test_closed_pipe_exits_quietly(repo: GitRepo) -> None:
     assert shell.stdout == "[\n" and shell.stderr == ""
 
 
+def _packets(*payloads: bytes | None) -> bytes:
+    """pkt-lines, None standing for a flush packet."""
+    return b"".join(b"0000" if p is None else b"%04x%s" % (len(p) + 4, p) for p in payloads)
+
+
+def test_filter_process_delivers_every_answer_and_its_summary_before_it_exits(repo: GitRepo) -> None:
+    """The filter leaves without the interpreter's teardown: what it wrote must still arrive whole."""
+    repo.theta("track", "*.safetensors")
+    model = checkpoint_bytes(make_model())
+    request = _packets(
+        b"git-filter-client\n", b"version=2\n", None, b"capability=clean\n", b"capability=smudge\n", None
+    )
+    for path, content in (("broken.safetensors", b"not a checkpoint" * 8), ("model.safetensors", model)):
+        chunks = [content[i : i + 65516] for i in range(0, len(content), 65516)]
+        request += _packets(b"command=clean\n", b"pathname=" + path.encode() + b"\n", None, *chunks, None)
+    proc = subprocess.run(
+        [git_theta_command(), "filter-process"], cwd=repo.path, env=repo.env, input=request, capture_output=True
+    )
+    assert proc.returncode == 0
+    out = proc.stdout
+    assert out.startswith(_packets(b"git-filter-server\n", b"version=2\n", None, b"capability=clean\n"))
+    error, _, success = out.partition(_packets(b"status=error\n", None))
+    assert error and success.startswith(_packets(b"status=success\n", None))
+    assert success.endswith(b"00000000"), "the metadata file's content and its closing status list arrive whole"
+    assert b'"theta.metadata/' in success
+    stderr = proc.stderr.decode()
+    assert "theta: 1 file(s) failed:" in stderr and stderr.rstrip().splitlines()[-1].startswith(
+        "theta:   broken.safetensors"
+    )
+
+
 @pytest.mark.parametrize("sent", [b"", b"0014git-filter-client\n"])
 def test_filter_process_left_before_the_handshake_ends_says_so_in_one_line(repo: GitRepo, sent: bytes) -> None:
     """Started by hand, or by a git that died: a one-line error, never a traceback."""
