@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 from theta.tensors import Tensor
 
 IN_FLIGHT_BYTES = 128 << 20
-WORKERS = int(os.environ.get("XW", "0")) or max(1, min(2, os.cpu_count() or 1))
+WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 T = TypeVar("T")
 
