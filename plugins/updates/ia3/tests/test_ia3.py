@@ -1,3 +1,4 @@
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +146,34 @@ def test_the_cheap_test_tells_a_scaling_from_a_full_fine_tune() -> None:
     assert scaling_axes(bits, per_column.view(np.uint32), "float32") == ["columns"]
     assert scaling_axes(bits, noise.view(np.uint32), "float32") == []
     assert scaling_axes(bits, bits, "float32") == ["rows", "columns"]  # no change at all
+
+
+@pytest.mark.parametrize("value_dtype", [np.float32, np.float64])
+def test_the_medians_of_the_rows_are_numpys(value_dtype: type[np.floating]) -> None:
+    from theta_update_ia3.scales import slice_medians
+
+    rng = np.random.default_rng(3)
+    for trial in range(400):
+        rows, cols = int(rng.integers(1, 12)), int(rng.integers(1, 40))  # odd and even widths
+        values = rng.standard_normal((rows, cols)).astype(value_dtype)
+        if trial % 3 == 0:
+            values = np.round(values * 2)  # ties
+        for special, share in ((np.nan, 0.3), (np.inf, 0.1), (-np.inf, 0.1)):
+            if trial % 2:
+                values[rng.random(values.shape) < share] = special
+        if trial % 5 == 0:
+            values[0] = np.nan  # a row with nothing to take the median of
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice encountered"
+            expected = np.nanmedian(values, axis=1)
+        got = slice_medians(values)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(slice_medians(values.T.copy().T), expected)  # any memory layout
+
+
+def test_the_median_of_huge_values_does_not_overflow() -> None:
+    from theta_update_ia3.scales import slice_medians
+
+    huge = np.full((2, 5), np.finfo(np.float32).max, dtype=np.float32)
+    assert np.array_equal(slice_medians(huge), huge[:, 0])
