@@ -10,6 +10,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pytest
+from attrs import field as attrs_field
 from attrs import frozen
 
 import theta
@@ -194,6 +195,39 @@ def test_a_candidate_estimated_over_its_limit_on_a_sample_is_not_run_on_the_whol
     base = Tensor.from_numpy(np.zeros((512, 256), dtype=np.float32))  # the xor is the tensor's own bits
     assert not cleaner._may_fit(Xor(), tensor, base, limit=tensor.nbytes / 1.2)
     assert cleaner._may_fit(Xor(), tensor, base, limit=tensor.nbytes * 1.05)
+
+
+@frozen
+class Seen(Xor):
+    """Xor that notes the shape of every tensor it is asked to encode."""
+
+    name = "seen"
+    shapes: list[tuple[int, ...]] = attrs_field(factory=list)
+
+    def encode(self, tensor: Tensor, base: Tensor | None, side_data: Any = None) -> Update | None:
+        self.shapes.append(tensor.shape)
+        return super().encode(tensor, base, side_data)
+
+
+@frozen
+class SeenScreeningItself(Seen):
+    name = "seen-screening-itself"
+    screens_itself = True
+
+
+@pytest.mark.parametrize("kind", [Seen, SeenScreeningItself])
+def test_a_type_that_screens_itself_is_not_tried_on_a_sample_first(tmp_path: Path, kind: type[Seen]) -> None:
+    update_type = kind()
+    cleaner, _ = make(tmp_path, Whole(), update_type)
+    settings = CleanSettings(root_update="whole")
+    values = np.random.default_rng(0).standard_normal((512, 256)).astype(np.float32)
+    first = cleaner.encode_parameter("model.raw", "w", Tensor.from_numpy(values), [], settings)
+    values[3, 5] += 1
+    second = cleaner.encode_parameter("model.raw", "w", Tensor.from_numpy(values), [first], settings)
+    assert [s.update for s in second.steps] == ["whole", update_type.name]
+    sampled = [shape for shape in update_type.shapes if shape != (512, 256)]
+    assert update_type.shapes[-1] == (512, 256)
+    assert (len(sampled) == 1) is not kind.screens_itself, update_type.shapes
 
 
 def without_objects(tmp_path: Path, smudger: Smudger, metadata: Any, fetch: Any) -> tuple[Smudger, dict[str, bytes]]:

@@ -52,12 +52,6 @@ def matrices(tensor: Tensor, base: Tensor | None) -> tuple[np.ndarray, np.ndarra
     return raw_bits(tensor).reshape(shape), raw_bits(base).reshape(shape)
 
 
-def operands(tensor: Tensor, base: Tensor | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The new bits and the base's values, both as matrices; None unless a float matrix has a base like it."""
-    found = matrices(tensor, base)
-    return None if found is None else (found[0], to_values(found[1], tensor.dtype))
-
-
 def arrays(update_arrays: Mapping[str, Tensor], names: tuple[str, ...], kind: str) -> list[np.ndarray]:
     """The named arrays of an update being decoded; an error naming what is missing."""
     missing = [n for n in names if n not in update_arrays]

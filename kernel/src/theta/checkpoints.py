@@ -279,7 +279,8 @@ class Cleaner:
             if best is not None:
                 limit = min(limit, best.stored_size)
             update_type = self.registry.update_type(update_name)
-            if not forced and side_data is None and not self._may_fit(update_type, tensor, base, limit):
+            on_trial = not forced and side_data is None and not update_type.screens_itself
+            if on_trial and not self._may_fit(update_type, tensor, base, limit):
                 continue
             try:
                 update = update_type.encode(tensor, base, side_data)

@@ -34,13 +34,18 @@ class UpdateType(abc.ABC):
 
     `needs_base` is False only for types that store the whole tensor (dense). `cost` ranks
     how expensive `encode` is (1 cheap, like comparing bits; 3 costly, like an SVD): the
-    kernel tries cheap types first and stops once an exact encoding is small enough. `encode`
-    and `decode` run on worker threads, for two parameters at once: keep no state between calls.
+    kernel tries cheap types first and stops once an exact encoding is small enough. Before a
+    large matrix is encoded whole, the kernel runs `encode` on a sample of its rows to tell
+    whether the type may pay; `screens_itself = True` leaves that out, for a type whose
+    `encode` judges a sample of the change before any work on the whole tensor and returns
+    None when it would not store the change well under the dense size. `encode` and `decode`
+    run on worker threads, for two parameters at once: keep no state between calls.
     """
 
     name: ClassVar[str]
     needs_base: ClassVar[bool] = True
     cost: ClassVar[int] = 2
+    screens_itself: ClassVar[bool] = False
 
     @abc.abstractmethod
     def encode(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+import numpy as np
 import pytest
 
 from theta.errors import FormatError, ThetaError
@@ -233,6 +234,19 @@ class UpdateTypeContract:
         friendly = [with_special_values(c) for c in self.given_changes(update_type)]
         changes = [*special_value_changes(), *(c for c in friendly if c is not None)]
         self.check_samples(update_type, changes, record_property)
+
+    def test_a_type_that_screens_itself_declines_a_full_fine_tune(self, update_type: UpdateType) -> None:
+        """`screens_itself` spares a type the kernel's trial on sampled rows: its `encode` must then
+        decline, by itself, a change it cannot store well, such as noise on every element."""
+        if not update_type.screens_itself:
+            pytest.skip(f"{update_type.name} is screened by the kernel on a sample of rows")
+        rng = np.random.default_rng(11)
+        base = rng.standard_normal((512, 256), dtype=np.float32) * np.float32(0.02)
+        tuned = base + rng.standard_normal(base.shape, dtype=np.float32) * np.float32(0.0002)
+        change = Change(label="a full fine-tune", tensor=Tensor.from_numpy(tuned), base=Tensor.from_numpy(base))
+        assert encode_exactly(update_type, change) is None, (
+            f"{update_type.name} sets screens_itself but encoded noise on every element"
+        )
 
     def test_a_base_of_another_layout_is_declined_or_exact(self, update_type: UpdateType) -> None:
         if not update_type.needs_base:

@@ -159,4 +159,4 @@ def test_the_screen_declines_noise_on_a_small_matrix_and_keeps_a_low_rank_change
     low_rank = (rng.standard_normal((48, 4)) @ rng.standard_normal((4, 512))).astype(np.float32) * np.float32(0.01)
     for change, pays in ((noise, False), (low_rank, True)):
         target = base + change
-        assert screen(base, target.view(np.uint32), target - base, "float32").pays is pays
+        assert screen(base.view(np.uint32), target.view(np.uint32), "float32").pays is pays

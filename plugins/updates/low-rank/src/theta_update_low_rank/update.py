@@ -19,6 +19,9 @@ MAX_RANK = 16
 # Share of a change's energy, on rows the factors were not fitted to, above which the change
 # is not treated as low-rank.
 MAX_UNEXPLAINED = 0.5
+# Share unexplained on every other sampled row above which the screen stops there: noise leaves
+# nearly all of it, and a change that leaves this much there would not pass MAX_UNEXPLAINED.
+NOISE_AT_A_GLANCE = 0.9
 # At most this share unexplained, the screen's row space is used as it is, without an SVD of the whole.
 SAMPLED_ROWS_ENOUGH = 0.01
 # Power iterations from the screen's row space over every row: one brings it level with a full SVD.
@@ -117,23 +120,38 @@ def _unexplained(change: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarra
     return unexplained, held_out, b, a
 
 
-def screen(base: np.ndarray, target_bits: np.ndarray, change: np.ndarray, name: str) -> Screen:
+def values_and_change(base_bits: np.ndarray, target_bits: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The base's values and new - base, as float32 (float64 for float64 tensors)."""
+    base = _bits.to_values(base_bits, name)
+    return base, _bits.to_values(target_bits, name) - base
+
+
+def screen(base_bits: np.ndarray, target_bits: np.ndarray, name: str) -> Screen:
     """Judge a change, before any work on the whole matrix, on a sample of its rows.
 
+    Only the sampled rows' values are computed (a matrix too small to sample is judged whole).
     The row space is fitted on every other sampled row and tried on the rows between, so that
     noise (a full fine-tune), which no rank-16 space of other rows explains, is seen as such.
     """
-    rows_total, cols = base.shape
+    rows_total, cols = base_bits.shape
     rows = _bits.evenly_spaced(rows_total, max(8 * MAX_RANK, 2 * _bits.SAMPLE_ELEMENTS // cols))
     if rows.size >= rows_total // 2:
         # A small matrix: the full encoding is as cheap as a screen, once noise is ruled out.
-        if rows_total >= 2 * MAX_RANK and _unexplained(change, np.arange(rows_total))[0] > MAX_UNEXPLAINED:
-            return Screen(pays=False)
+        if rows_total >= 2 * MAX_RANK:
+            change = values_and_change(base_bits, target_bits, name)[1]
+            if _unexplained(change, np.arange(rows_total))[0] > MAX_UNEXPLAINED:
+                return Screen(pays=False)
         return Screen(pays=True)
-    unexplained, held_out, b, a = _unexplained(change, rows)
+    glance = rows[::2]
+    glanced = values_and_change(base_bits[glance], target_bits[glance], name)[1]
+    if _unexplained(glanced, np.arange(glance.size))[0] > NOISE_AT_A_GLANCE:
+        return Screen(pays=False)  # half the rows tell noise, which no rank-16 space of other rows explains
+    sampled_bits = target_bits[rows]
+    base, change = values_and_change(base_bits[rows], sampled_bits, name)
+    unexplained, held_out, b, a = _unexplained(change, np.arange(rows.size))
     if unexplained > MAX_UNEXPLAINED:
         return Screen(pays=False)  # not a low-rank change: the other update types store such a change as well
-    rank, size = best_rank(base[held_out], target_bits[held_out], b, a, rows_total, name)
+    rank, size = best_rank(base[held_out], sampled_bits[held_out], b, a, rows_total, name)
     return Screen(pays=_bits.worthwhile(size, target_bits), rank=rank, row_space=a, unexplained=unexplained)
 
 
@@ -182,30 +200,31 @@ def given_factors(side_data: Mapping[str, Tensor], rows: int, cols: int) -> tupl
 class LowRankUpdate(UpdateType):
     name = "low-rank"
     cost = 3
+    screens_itself = True  # `screen` judges sampled rows before any work on the whole matrix
 
     def encode(
         self, tensor: Tensor, base: Tensor | None, side_data: Mapping[str, Tensor] | None = None
     ) -> Update | None:
-        found = _bits.operands(tensor, base)
+        found = _bits.matrices(tensor, base)
         if found is None:
             return None
-        target_bits, base_values = found
+        target_bits, base_bits = found
         name = tensor.dtype
-        rows, cols = base_values.shape
+        rows, cols = base_bits.shape
         params: dict[str, Any] = {}
         with np.errstate(all="ignore"):
-            target_values = _bits.to_values(target_bits, name)
-            change = target_values - base_values
             if side_data and ("lora_a" in side_data or "lora_b" in side_data):
+                base_values, change = values_and_change(base_bits, target_bits, name)
                 b, a = given_factors(side_data, rows, cols)
                 scale = fitted_scale(change, b, a)
                 if scale != 1.0:
                     b, params["lora_scale"] = (b * np.float32(scale)).astype(np.float32), scale
                 params["factors"] = "update-data"
             else:
-                screened = screen(base_values, target_bits, change, name)
+                screened = screen(base_bits, target_bits, name)
                 if not screened.pays:
                     return None
+                base_values, change = values_and_change(base_bits, target_bits, name)
                 b, a, params["factors"] = factors(base_values, target_bits, change, name, screened)
             planes = _bits.residual_by_rows(target_bits, lambda rows: reconstruct(base_values[rows], b[rows], a), name)
         if not _bits.worthwhile(a.nbytes + b.nbytes + _bits.estimated_size(planes, target_bits.itemsize), target_bits):
