@@ -149,8 +149,8 @@ def test_a_large_matrix_is_decoded_within_twice_its_size() -> None:
 
 
 def test_the_screen_declines_noise_on_a_small_matrix_and_keeps_a_low_rank_change() -> None:
-    """A matrix small enough to skip sampling (such as the kernel's trial rows) is still tested for
-    noise, so that a full fine-tune is not fitted with factors there."""
+    """A matrix small enough to skip sampling (a weight of few rows) is still tested for noise, so
+    that a full fine-tune is not fitted with factors there."""
     from theta_update_low_rank.update import screen
 
     rng = np.random.default_rng(0)
