@@ -1,10 +1,12 @@
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from theta.bits import residual_arrays, residual_by_rows
 from theta.errors import ThetaError
 from theta.formats import TensorInfo
 from theta.tensors import Tensor
@@ -12,6 +14,8 @@ from theta.testing import Change, UpdateTypeContract
 from theta.testing import updates as kit
 from theta.updates import Update
 from theta_update_low_rank import LowRankUpdate
+from theta_update_low_rank.products import check_exact, exact_factors, exact_product
+from theta_update_low_rank.update import reconstruct
 
 LOW_RANK = LowRankUpdate()
 
@@ -67,7 +71,7 @@ def test_side_loaded_lora_factors_are_used(dtype: torch.dtype) -> None:
     side = {"lora_a": kit.as_theta(a.to(dtype)), "lora_b": kit.as_theta(b.to(dtype))}
     new = kit.merged(w, b.to(dtype).float(), a.to(dtype).float())
     update = kit.exact(LOW_RANK, kit.as_theta(new), kit.as_theta(w), side)
-    assert update is not None and update.params == {"factors": "update-data", "rank": 4}
+    assert update is not None and update.params == {"factors": "update-data", "rank": 4, "products": "exact"}
     assert kit.stored_size(update.arrays) * 3 < kit.stored_size({"w": kit.as_theta(new)})
 
 
@@ -84,7 +88,7 @@ def test_update_data_for_another_type_is_not_used() -> None:
     w = kit.feed_forward(torch.float32)
     new, base = kit.as_theta(kit.merged(w, *kit.lora_factors(w))), kit.as_theta(w)
     update = kit.exact(LOW_RANK, new, base, {"ia3": kit.as_theta(kit.ia3_scale(64))})
-    assert update is not None and update.params == {"factors": "svd", "rank": 8}
+    assert update is not None and update.params == {"factors": "svd", "rank": 8, "products": "exact"}
 
 
 def test_side_data_that_does_not_fit_is_an_error() -> None:
@@ -160,3 +164,65 @@ def test_the_screen_declines_noise_on_a_small_matrix_and_keeps_a_low_rank_change
     for change, pays in ((noise, False), (low_rank, True)):
         target = base + change
         assert screen(base.view(np.uint32), target.view(np.uint32), "float32").pays is pays
+
+
+@pytest.mark.parametrize("rank", [1, 8, 16, 64, 1000])
+def test_rounded_factors_multiply_exactly_in_any_order(rank: int) -> None:
+    rng = np.random.default_rng(rank)
+    rows, cols = 24, 40
+    scales = np.float32(10.0) ** rng.uniform(-30, 30, (rows, 1)).astype(np.float32)
+    b = rng.standard_normal((rows, rank), dtype=np.float32) * scales
+    a = rng.standard_normal((rank, cols), dtype=np.float32) * (np.float32(10.0) ** rng.uniform(-30, 30, cols))
+    b[0], a[:, 0], b[1, 0], a[0, 1] = 0, 0, np.nan, np.float32(1e-35)
+    b, a = exact_factors(b, a)
+    assert b.dtype == a.dtype == np.float32 and np.isfinite(b).all() and np.isfinite(a).all()
+    check_exact(b, a)
+    blas = exact_product(b, a)
+    wide_b, wide_a = b.astype(np.float64), a.astype(np.float64)
+    for order in (range(rank), reversed(range(rank)), rng.permutation(rank)):
+        summed = np.zeros((rows, cols))
+        for k in order:
+            summed += np.multiply.outer(wide_b[:, k], wide_a[k])
+        assert np.array_equal(summed, blas)
+    i, j = 5, 7  # one element against exact rational arithmetic
+    assert Fraction(float(blas[i, j])) == sum(Fraction(float(b[i, k])) * Fraction(float(a[k, j])) for k in range(rank))
+
+
+def test_the_stored_factors_make_an_exact_product() -> None:
+    w = kit.feed_forward(torch.float32)
+    update = LOW_RANK.encode(kit.as_theta(kit.merged(w, *kit.lora_factors(w))), kit.as_theta(w))
+    assert update is not None and update.params["products"] == "exact"
+    check_exact(update.arrays["b"].numpy(), update.arrays["a"].numpy())
+
+
+def test_an_update_stored_before_exact_products_still_decodes_exactly() -> None:
+    # Updates committed by earlier versions have no `products` parameter: their factors are any
+    # float32 values and the approximation accumulates the outer products in order.
+    rng = np.random.default_rng(3)
+    w = kit.feed_forward(torch.float32)
+    b = rng.standard_normal((w.shape[0], 4), dtype=np.float32) * np.float32(0.01)
+    a = rng.standard_normal((4, w.shape[1]), dtype=np.float32) * np.float32(0.01)
+    new = kit.as_theta(kit.merged(w, torch.from_numpy(b), torch.from_numpy(a)))
+    base_values = w.numpy()
+    target = np.frombuffer(new.data, dtype=np.uint32).reshape(w.shape)
+    planes = residual_by_rows(target, lambda rows: reconstruct(base_values[rows], b[rows], a), "float32")
+    arrays = {"a": Tensor.from_numpy(a), "b": Tensor.from_numpy(b), **residual_arrays(planes)}
+    legacy = Update(arrays=arrays, params={"rank": 4, "factors": "svd"})
+    info = TensorInfo(dtype="float32", shape=tuple(w.shape))
+    assert LOW_RANK.decode(legacy, kit.as_theta(w), info).sha256() == new.sha256()
+
+
+def test_factors_that_are_not_rounded_as_their_parameters_say_are_an_error() -> None:
+    w = kit.feed_forward(torch.float32)
+    update = LOW_RANK.encode(kit.as_theta(kit.merged(w, *kit.lora_factors(w))), kit.as_theta(w))
+    assert update is not None
+    info = TensorInfo(dtype="float32", shape=tuple(w.shape))
+    b = update.arrays["b"].numpy().copy()
+    b[3, 0] = np.nextafter(b[3, 0], np.float32(np.inf)) if b[3, 0] != 0 else np.float32(1e-3)
+    b[3, 1] = np.float32(np.abs(b[3]).max() * 3 + 1e-20)  # a row whose largest has more bits than kept
+    damaged = Update(arrays={**update.arrays, "b": Tensor.from_numpy(b)}, params=update.params)
+    with pytest.raises(ThetaError, match="not rounded for an exact product"):
+        LOW_RANK.decode(damaged, kit.as_theta(w), info)
+    unknown = Update(arrays=update.arrays, params={**update.params, "products": "fused"})
+    with pytest.raises(ThetaError, match="products 'fused'"):
+        LOW_RANK.decode(unknown, kit.as_theta(w), info)

@@ -14,6 +14,7 @@ from theta.formats import TensorInfo
 from theta.tensors import Tensor
 from theta.updates import Update, UpdateType
 from theta_update_low_rank.factors import finite, fitted_scale, gram_svd, top_factors
+from theta_update_low_rank.products import check_exact, exact_factors, exact_product
 
 MAX_RANK = 16
 # Share of a change's energy, on rows the factors were not fitted to, above which the change
@@ -32,12 +33,39 @@ NEAR = 2
 RANK_ELEMENTS = 1 << 14
 
 
+# params["products"] of an update whose factors make an exact product (`products`); updates
+# stored without it are decoded by `reconstruct`, which accumulates the outer products in order.
+EXACT_PRODUCTS = "exact"
+PRODUCT_ELEMENTS = 1 << 16
+
+
+def approximate(base: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """base + B @ A for factors from `exact_factors`: a BLAS product, the same bits on every machine.
+
+    Made PRODUCT_ELEMENTS at a time into scratch arrays made once: a float64 product of the
+    whole block, allocated anew on a worker thread, costs more in page faults than it computes.
+    """
+    rows, cols = base.shape
+    out = np.empty_like(base)
+    step = max(1, PRODUCT_ELEMENTS // max(cols, 1))
+    product = np.empty((min(step, rows), cols), dtype=np.float64)
+    delta = np.empty(product.shape, dtype=base.dtype)
+    b, a = b.astype(np.float64), a.astype(np.float64)
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        exact_product(b[start:stop], a, out=product[: stop - start])
+        rounded = delta[: stop - start]
+        np.copyto(rounded, product[: stop - start], casting="same_kind")
+        np.add(base[start:stop], rounded, out=out[start:stop])
+    return out
+
+
 def reconstruct(base: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """base + sum over k of outer(b[:, k], a[k]), accumulated in order with elementwise arithmetic.
+    """base + sum over k of outer(b[:, k], a[k]), accumulated in order with elementwise arithmetic:
+    how updates stored without exact products are decoded.
 
     Elementwise IEEE operations give the same bits on every machine, which a BLAS matrix
-    product does not promise; the residual depends on this. (Whole-matrix operations: blocks
-    of rows that stay in the cache are faster on one thread, slower on two.)
+    product of arbitrary factors does not promise; the residual depends on this.
     """
     b, a = b.astype(base.dtype, copy=False), a.astype(base.dtype, copy=False)
     delta, term = np.zeros(base.shape, dtype=base.dtype), np.empty(base.shape, dtype=base.dtype)
@@ -226,10 +254,12 @@ class LowRankUpdate(UpdateType):
                     return None
                 base_values, change = values_and_change(base_bits, target_bits, name)
                 b, a, params["factors"] = factors(base_values, target_bits, change, name, screened)
-            planes = _bits.residual_by_rows(target_bits, lambda rows: reconstruct(base_values[rows], b[rows], a), name)
+            b, a = exact_factors(b, a)
+            planes = _bits.residual_by_rows(target_bits, lambda rows: approximate(base_values[rows], b[rows], a), name)
         if not _bits.worthwhile(a.nbytes + b.nbytes + _bits.estimated_size(planes, target_bits.itemsize), target_bits):
             return None
         params["rank"] = int(a.shape[0])
+        params["products"] = EXACT_PRODUCTS
         arrays = {"a": Tensor.from_numpy(a), "b": Tensor.from_numpy(b), **_bits.residual_arrays(planes)}
         return Update(arrays=arrays, params=params)
 
@@ -241,7 +271,15 @@ class LowRankUpdate(UpdateType):
             raise ThetaError(
                 f"low-rank factors {list(b.shape)} @ {list(a.shape)} do not fit {info.dtype} {list(info.shape)}"
             )
+        products = update.params.get("products")
+        if products == EXACT_PRODUCTS:
+            check_exact(b, a)
+            combined = approximate
+        elif products is None:
+            combined = reconstruct
+        else:
+            raise ThetaError(f"low-rank update has products {products!r}, which this version does not know")
         with np.errstate(all="ignore"):
             return _bits.corrected_by_rows(
-                lambda rows: reconstruct(_bits.to_values(base_bits[rows], info.dtype), b[rows], a), update.arrays, info
+                lambda rows: combined(_bits.to_values(base_bits[rows], info.dtype), b[rows], a), update.arrays, info
             )
